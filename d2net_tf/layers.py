@@ -1,0 +1,111 @@
+"""TemporalConvStream: one of D2-Net's two identical parallel streams (paper Sec. 3, Fig. 2)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def conv_initializers(init: str):
+    """Kernel and bias initializers: official N(0, 0.01) and zero bias, or Keras defaults."""
+    if init == "official":
+        return keras.initializers.RandomNormal(stddev=0.01), keras.initializers.Zeros()
+    if init == "glorot":
+        return keras.initializers.GlorotUniform(), keras.initializers.Zeros()
+    raise ValueError(f"init must be 'official' or 'glorot', got {init!r}")
+
+
+@keras.saving.register_keras_serializable(package="d2net_tf")
+class TemporalConvStream(keras.layers.Layer):
+    """Three temporal conv (TC) layers: two embedding layers, then a sigmoid classifier.
+
+    Input  [batch, time, channels] features of one modality (RGB or flow) and a
+    validity mask [batch, time] (1 = real snippet). Output: (embedding
+    [batch, time, channels], class activations [batch, time, num_classes] in (0, 1)).
+    Every layer's output is re-zeroed on invalid snippets, so a video in a padded or
+    packed batch sees exactly the zero padding it would see alone.
+
+    Args:
+      channels: int, width of the embedding layers (D/2).
+      num_classes: int, C.
+      kernel_size, dilation: ints, first two TC layers ((3, 1) THUMOS14, (5, 2) ActivityNet1.2).
+      classifier_kernel_size, classifier_dilation: ints, third TC layer.
+      residual: bool, official h = lrelu(conv(h)) + h around the first two layers.
+      dropout: float, dropout rate before the classifier in training (official 0.7).
+      init: "official" (N(0, 0.01) weights, zero bias) or "glorot".
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        classifier_kernel_size: int = 1,
+        classifier_dilation: int = 1,
+        residual: bool = True,
+        dropout: float = 0.7,
+        init: str = "official",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.num_classes = num_classes
+        self.kernel_size = kernel_size
+        self.dilation = dilation
+        self.classifier_kernel_size = classifier_kernel_size
+        self.classifier_dilation = classifier_dilation
+        self.residual = residual
+        self.dropout = dropout
+        self.init = init
+        k_init, b_init = conv_initializers(init)
+
+        def conv(filters, k, d, name):
+            return keras.layers.Conv1D(
+                filters, k, dilation_rate=d, padding="same", kernel_initializer=k_init,
+                bias_initializer=b_init, name=name,
+            )
+
+        self.conv1 = conv(channels, kernel_size, dilation, "tc1")
+        self.conv2 = conv(channels, kernel_size, dilation, "tc2")
+        self.classifier = conv(num_classes, classifier_kernel_size, classifier_dilation, "tc3")
+        self.drop = keras.layers.Dropout(dropout)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(tuple(input_shape[:-1]) + (self.channels,))
+        self.classifier.build(tuple(input_shape[:-1]) + (self.channels,))
+        self.built = True
+
+    def _embed(self, conv, h, mask):
+        out = ops.leaky_relu(conv(h), negative_slope=0.2)
+        if self.residual:
+            out = out + h
+        return out * mask
+
+    def call(self, inputs, snippet_mask=None, training=False):
+        if snippet_mask is None:
+            snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
+        m = ops.cast(snippet_mask, inputs.dtype)[..., None]
+        h = inputs * m
+        h = self._embed(self.conv1, h, m)
+        embedding = self._embed(self.conv2, h, m)
+        logits = self.classifier(self.drop(embedding, training=training))
+        # Padding re-zeroed in the activations (they are masked out of every loss).
+        activations = ops.sigmoid(ops.cast(logits, "float32")) * ops.cast(m, "float32")
+        return embedding, activations
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            channels=self.channels,
+            num_classes=self.num_classes,
+            kernel_size=self.kernel_size,
+            dilation=self.dilation,
+            classifier_kernel_size=self.classifier_kernel_size,
+            classifier_dilation=self.classifier_dilation,
+            residual=self.residual,
+            dropout=self.dropout,
+            init=self.init,
+        )
+        return config

@@ -1,0 +1,162 @@
+"""D2Net: the two-stream network (paper Sec. 3, Fig. 2) with its custom `train_step`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from d2net_tf import losses as L
+from d2net_tf.config import LossConfig, ModelConfig
+from d2net_tf.layers import TemporalConvStream
+
+LOSS_METRICS = ("loss", "dis", "snippet", "video", "w_fb", "w_fg", "w_bg")
+
+
+@keras.saving.register_keras_serializable(package="d2net_tf")
+class D2Net(keras.Model):
+    """D2-Net: RGB and flow TemporalConvStreams, averaged embeddings and TCAMs.
+
+    Input: features [batch, time, D] (RGB = first D/2 dims, flow = last D/2) and an
+    optional validity mask [batch, time]. Output dict:
+      tcam [batch, time, C]        mean of the two streams' sigmoid outputs (T)
+      embeddings [batch, time, D/2] mean of the streams' second-layer outputs (x)
+      attention [batch, time]      bottom-up attention lambda' (Eq. 8) against x_ref
+      video_scores [batch, C]      top-k mean of the TCAM (p)
+    The background reference x_ref [D/2] is a non-trainable variable updated by an
+    EMA in `train_step` (Eq. 8); it is saved in checkpoints and exported.
+
+    Args:
+      model_config: dict of `ModelConfig` fields.
+      loss_config: dict of `LossConfig` fields.
+      weight_decay: float, L2 coefficient added to the gradient when weight_decay_mode is "l2".
+    """
+
+    def __init__(self, model_config: dict | None = None, loss_config: dict | None = None,
+                 weight_decay: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.model_config = dataclasses.asdict(ModelConfig(**(model_config or {})))
+        self.loss_config = dataclasses.asdict(LossConfig(**(loss_config or {})))
+        self.weight_decay = float(weight_decay)
+        m = ModelConfig(**self.model_config)
+        self.mcfg, self.lcfg = m, LossConfig(**self.loss_config)
+        if m.feature_dim % 2:
+            raise ValueError(f"feature_dim must be even (RGB half + flow half), got {m.feature_dim}")
+        stream_args = dict(
+            channels=m.feature_dim // 2, num_classes=m.num_classes, kernel_size=m.kernel_size,
+            dilation=m.dilation, classifier_kernel_size=m.classifier_kernel_size,
+            classifier_dilation=m.classifier_dilation, residual=m.residual, dropout=m.dropout, init=m.init,
+        )
+        self.rgb_stream = TemporalConvStream(name="rgb_stream", **stream_args)
+        self.flow_stream = TemporalConvStream(name="flow_stream", **stream_args)
+        self.x_ref = self.add_weight(
+            shape=(m.feature_dim // 2,), initializer="zeros", trainable=False, name="x_ref", dtype="float32"
+        )
+        self.train_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                           name="train_steps", dtype="int64")
+        self.nonfinite_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                               name="nonfinite_steps", dtype="int64")
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in LOSS_METRICS}
+        self.trackers["pdmi_dropped"] = keras.metrics.Sum(name="pdmi_dropped")
+        self.trackers["skipped_nonfinite"] = keras.metrics.Sum(name="skipped_nonfinite")
+        self.seed = 0
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def build(self, input_shape=None):
+        d = self.mcfg.feature_dim
+        shape = (None, None, d // 2)
+        self.rgb_stream.build(shape)
+        self.flow_stream.build(shape)
+        self.built = True
+
+    def call(self, features, snippet_mask=None, training=False):
+        half = self.mcfg.feature_dim // 2
+        mask = snippet_mask
+        if mask is None:
+            mask = ops.ones(ops.shape(features)[:2], dtype="float32")
+        emb_rgb, act_rgb = self.rgb_stream(features[..., :half], snippet_mask=mask, training=training)
+        emb_flow, act_flow = self.flow_stream(features[..., half:], snippet_mask=mask, training=training)
+        embeddings = ops.cast(0.5 * (emb_rgb + emb_flow), "float32")
+        tcam = 0.5 * (act_rgb + act_flow)
+        return {
+            "tcam": tcam,
+            "embeddings": embeddings,
+            "attention": L.bottom_up_attention(embeddings, self.x_ref) * ops.cast(mask, "float32"),
+            "video_scores": L.video_scores(tcam, mask, self.lcfg.topk_divisor),
+        }
+
+    def compute_losses(self, batch, outputs, perm, step) -> dict:
+        """All loss terms for a batch dict (features, mask, labels) and its outputs."""
+        cfg = self.lcfg
+        denoise = tf.logical_and(step >= cfg.denoise_start_step, step % cfg.denoise_every == 0)
+        return L.d2net_losses(
+            outputs["tcam"], outputs["embeddings"], batch["labels"], batch["mask"],
+            self.x_ref, perm, cfg, denoise=denoise,
+        )
+
+    def pairing(self, batch_size, step):
+        """Eq. 3 pairing: a random derangement per step (stateless, from the seed and step)."""
+        seed = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        return L.random_derangement(batch_size, tf.cast(seed, tf.int32))
+
+    def train_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        step = tf.convert_to_tensor(self.train_steps)
+        perm = batch.get("perm")
+        if perm is None:
+            perm = self.pairing(tf.shape(batch["labels"])[0], step)
+        with tf.GradientTape() as tape:
+            outputs = self(batch["features"], snippet_mask=batch["mask"], training=True)
+            terms = self.compute_losses(batch, outputs, perm, step)
+        variables = self.trainable_variables
+        grads = tape.gradient(terms["loss"], variables)
+        if self.weight_decay > 0:  # PyTorch Adam(weight_decay=): L2 term added to the gradient
+            grads = [g + self.weight_decay * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+        finite = tf.math.is_finite(terms["loss"])
+        for g in grads:
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+
+        def apply():
+            self.optimizer.apply(grads, variables)
+            m = self.lcfg.xref_momentum  # Eq. 8 EMA of the background reference
+            self.x_ref.assign(m * self.x_ref + (1.0 - m) * terms["bg_embedding"])
+            return tf.constant(0, tf.int64)
+
+        def skip():
+            return tf.constant(1, tf.int64)
+
+        skipped = tf.cond(finite, apply, skip)
+        self.nonfinite_steps.assign_add(skipped)
+        self.train_steps.assign_add(1)
+        for k in LOSS_METRICS:
+            self.trackers[k].update_state(tf.where(finite, terms[k], 0.0))
+        self.trackers["pdmi_dropped"].update_state(terms["pdmi_dropped"])
+        self.trackers["skipped_nonfinite"].update_state(tf.cast(skipped, tf.float32))
+        return {k: t.result() for k, t in self.trackers.items()}
+
+    def test_step(self, data):
+        batch = data[0] if isinstance(data, tuple) else data
+        outputs = self(batch["features"], snippet_mask=batch["mask"], training=False)
+        perm = self.pairing(tf.shape(batch["labels"])[0], tf.constant(0, tf.int64))
+        terms = self.compute_losses(batch, outputs, perm, tf.constant(self.lcfg.denoise_start_step, tf.int64))
+        for k in LOSS_METRICS:
+            self.trackers[k].update_state(terms[k])
+        return {k: self.trackers[k].result() for k in LOSS_METRICS}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(model_config=self.model_config, loss_config=self.loss_config,
+                      weight_decay=self.weight_decay)
+        return config
+
+
+def build_model(model_config: ModelConfig, loss_config: LossConfig, weight_decay: float = 0.0) -> D2Net:
+    """A built D2Net from typed configs."""
+    model = D2Net(dataclasses.asdict(model_config), dataclasses.asdict(loss_config), weight_decay)
+    model.build((None, None, model_config.feature_dim))
+    return model
