@@ -1,0 +1,668 @@
+"""Temporal action detection evaluation: mAP at tIoU thresholds, F1, classification mAP.
+
+Two protocols:
+
+* ``protocol="anet"`` (default) - ActivityNet's official detection evaluator
+  (``Evaluation/eval_detection.py``, ``compute_average_precision_detection``):
+
+  - per class, predictions sorted by descending score. Tie rule:
+    ``np.argsort(-scores, kind="stable")``, i.e. equal scores keep their input
+    order (the official code uses an unstable ``argsort()[::-1]``, whose tie
+    order is unspecified);
+  - each prediction is matched to the not-yet-matched ground truth (same video,
+    same class) with the highest tIoU, provided tIoU >= threshold; otherwise it is
+    a false positive. Ground truths with equal tIoU are taken in input order;
+  - tIoU on continuous seconds (``localization.temporal_iou``);
+  - AP = VOC-2011 interpolated area under precision/recall
+    (``interpolated_prec_rec``); mAP = mean over the classes that have ground truth;
+  - a prediction on a video without ground truth of its class is a false positive.
+
+* ``protocol="wtalc"`` - the W-TALC-family evaluator (W-TALC, 3C-Net and the
+  official D2-Net ``getLocMAP``):
+
+  - segments become snippet-index sets: ground truth and Ambiguous segments
+    ``range(round(start * sps), round(end * sps))`` (Python / numpy half-to-even
+    rounding, as the official code), predictions likewise (exact for detections on
+    the snippet grid, such as those of ``localize_video``);
+  - tIoU = |intersection| / |union| of the integer index sets;
+  - a prediction is matched to the FIRST unmatched ground truth (ground-truth order:
+    video order, then segment order) with tIoU >= threshold;
+  - predictions touching an Ambiguous segment (index-set intersection > 0) are
+    dropped; predictions on videos without any ground-truth segment are dropped
+    (the official code keeps only videos with temporal annotations);
+  - ``AP = sum(precision at each true positive) / number of ground truths``
+    (non-interpolated), 0 when there is no true positive; mAP over the classes
+    that have ground truth.
+  - The official ``getLocMAP`` stops its class loop when a class has no
+    prediction (it returns early / desynchronises the class counter, so later
+    classes are scored against the wrong lists). That bug is NOT reproduced: a
+    class without predictions simply has AP 0.
+
+Every result dict carries its ``protocol`` and ``ambiguous_removed``; numbers are
+fractions in [0, 1] (the table prints percentages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+import d2net_tf
+from d2net_tf.errors import DataFormatError, D2NetInputError
+from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, Detections, temporal_iou
+
+__all__ = [
+    "Detections",
+    "GroundTruth",
+    "THUMOS14_TIOU_THRESHOLDS",
+    "ACTIVITYNET_TIOU_THRESHOLDS",
+    "PROTOCOLS",
+    "interpolated_prec_rec",
+    "classification_map",
+    "evaluate_detections",
+    "format_results_table",
+    "write_detections_json",
+    "load_detections_json",
+    "load_ground_truth_json",
+    "ground_truth_to_json",
+]
+
+THUMOS14_TIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+ACTIVITYNET_TIOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+PROTOCOLS = ("anet", "wtalc")
+
+
+# --------------------------------------------------------------------------- #
+# Ground truth
+# --------------------------------------------------------------------------- #
+@dataclasses.dataclass
+class GroundTruth:
+    """Temporal ground truth of one split (flat table, one row per segment).
+
+    Attributes:
+      video_ids: [m] str.
+      class_ids: [m] int32 index into `classlist`.
+      starts, ends: [m] float64 seconds.
+      classlist: class names.
+      ambiguous: video id -> [k, 2] seconds of Ambiguous segments (THUMOS14).
+      durations: video id -> seconds, or None. Its keys, when given, are the
+        videos of the split (including videos without segments).
+      snippets_per_second: feature rate (used by the "wtalc" protocol).
+    """
+
+    video_ids: np.ndarray
+    class_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    classlist: list[str]
+    ambiguous: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    durations: dict[str, float] | None = None
+    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND
+
+    def __post_init__(self):
+        self.video_ids = np.asarray(self.video_ids, dtype=str).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
+        self.starts = np.asarray(self.starts, dtype=np.float64).reshape(-1)
+        self.ends = np.asarray(self.ends, dtype=np.float64).reshape(-1)
+        self.classlist = [str(c) for c in self.classlist]
+        self.ambiguous = {str(k): np.asarray(v, np.float64).reshape(-1, 2) for k, v in self.ambiguous.items()}
+        n = len(self.video_ids)
+        if not (len(self.class_ids) == len(self.starts) == len(self.ends) == n):
+            raise D2NetInputError("GroundTruth: video_ids, class_ids, starts and ends must have the same length")
+        if n and (self.class_ids.min() < 0 or self.class_ids.max() >= len(self.classlist)):
+            raise D2NetInputError(
+                f"GroundTruth: class ids must be in [0, {len(self.classlist)}), "
+                f"got range [{self.class_ids.min()}, {self.class_ids.max()}]"
+            )
+
+    @property
+    def video_list(self) -> list[str]:
+        """Videos of the split: the durations' keys when given, else the videos with segments."""
+        if self.durations is not None:
+            return list(self.durations)
+        return list(dict.fromkeys(self.video_ids.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    @classmethod
+    def from_dataset(cls, dataset, subset: str | Sequence[str] | None = None) -> "GroundTruth":
+        """Ground truth of `subset` of a `VideoDataset` (e.g. from `load_wtalc_annotations`)."""
+        ds = dataset.subset(subset) if subset is not None else dataset
+        table = ds.ground_truth_table()
+        vids = [str(v) for v in ds.video_ids.tolist()]
+        return cls(
+            video_ids=table["video_ids"],
+            class_ids=table["labels"],
+            starts=table["starts"],
+            ends=table["ends"],
+            classlist=list(ds.classlist),
+            ambiguous={v: a for v, a in ds.ambiguous.items() if v in set(vids)},
+            durations={v: float(d) for v, d in zip(vids, np.asarray(ds.durations, np.float64).reshape(-1))},
+            snippets_per_second=float(ds.snippets_per_second),
+        )
+
+
+# --------------------------------------------------------------------------- #
+# AP helpers
+# --------------------------------------------------------------------------- #
+def interpolated_prec_rec(prec: np.ndarray, rec: np.ndarray) -> float:
+    """VOC-2011 interpolated AP, exactly ActivityNet's `interpolated_prec_rec`."""
+    mprec = np.concatenate([[0.0], np.asarray(prec, np.float64), [0.0]])
+    mrec = np.concatenate([[0.0], np.asarray(rec, np.float64), [1.0]])
+    mprec = np.maximum.accumulate(mprec[::-1])[::-1]
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[idx] - mrec[idx - 1]) * mprec[idx]))
+
+
+def _interpolated_ap_rows(tp: np.ndarray, npos: int) -> np.ndarray:
+    """Interpolated AP of each row of `tp` [T, n] (predictions already sorted)."""
+    out = np.zeros(tp.shape[0])
+    if npos == 0 or tp.shape[1] == 0:
+        return out
+    tp_c = np.cumsum(tp, axis=1, dtype=np.float64)
+    fp_c = np.cumsum(1.0 - tp, axis=1)
+    rec = tp_c / npos
+    prec = tp_c / (tp_c + fp_c)
+    for i in range(tp.shape[0]):
+        out[i] = interpolated_prec_rec(prec[i], rec[i])
+    return out
+
+
+def _wtalc_ap_rows(tp: np.ndarray, npos: int) -> np.ndarray:
+    """W-TALC AP: sum(precision at each TP) / npos; 0 without any TP."""
+    out = np.zeros(tp.shape[0])
+    if npos == 0 or tp.shape[1] == 0:
+        return out
+    tp_c = np.cumsum(tp, axis=1, dtype=np.float64)
+    prec = tp_c / np.arange(1, tp.shape[1] + 1)
+    return np.sum(prec * tp, axis=1) / npos
+
+
+def classification_map(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Video-level classification mAP.
+
+    Per class, videos sorted by descending score (stable); AP = mean precision at
+    the positives; mean over the classes with at least one positive.
+
+    Args:
+      scores: [N, C] float.
+      labels: [N, C] multi-hot (nonzero = positive).
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels) > 0
+    if scores.ndim != 2 or scores.shape != labels.shape:
+        raise D2NetInputError(
+            f"classification_map: scores and labels must both be [N, C], got {scores.shape} and {labels.shape}"
+        )
+    if not np.isfinite(scores).all():
+        raise D2NetInputError("classification_map: scores contain NaN/inf")
+    order = np.argsort(-scores, axis=0, kind="stable")
+    tp = np.take_along_axis(labels, order, axis=0).astype(np.float64)
+    npos = tp.sum(axis=0)
+    prec = np.cumsum(tp, axis=0) / np.arange(1, scores.shape[0] + 1)[:, None]
+    valid = npos > 0
+    if not valid.any():
+        return float("nan")
+    ap = (prec * tp).sum(axis=0)[valid] / npos[valid]
+    return float(ap.mean())
+
+
+# --------------------------------------------------------------------------- #
+# Matching
+# --------------------------------------------------------------------------- #
+def _index_ranges(starts: np.ndarray, ends: np.ndarray, sps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Snippet-index ranges [round(s * sps), round(e * sps)) (half-to-even, as Python round)."""
+    return np.round(starts * sps), np.round(ends * sps)
+
+
+def _pair_iou(ps, pe, gs, ge, protocol: str) -> np.ndarray:
+    """Elementwise-broadcast tIoU; for "wtalc" the inputs are integer index ranges."""
+    inter = np.clip(np.minimum(pe, ge) - np.maximum(ps, gs), 0.0, None)
+    union = np.clip(pe - ps, 0.0, None) + np.clip(ge - gs, 0.0, None) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _match(
+    gt_key: np.ndarray,
+    gt_s: np.ndarray,
+    gt_e: np.ndarray,
+    pred_key: np.ndarray,
+    pred_s: np.ndarray,
+    pred_e: np.ndarray,
+    pred_scores: np.ndarray,
+    thresholds: np.ndarray,
+    protocol: str,
+) -> np.ndarray:
+    """True-positive flags [T, n_pred] of the greedy one-to-one matching.
+
+    Matching is independent per (video, class) group, so all groups advance
+    together: step r matches the r-th best prediction of every group at once,
+    for all thresholds. The loop length is the largest number of predictions in
+    one group. Predictions within a group are taken by descending score, ties in
+    input order (the global stable order restricted to the group).
+    """
+    n_pred = len(pred_key)
+    n_thr = len(thresholds)
+    tp = np.zeros((n_thr, n_pred), dtype=bool)
+    if n_pred == 0 or len(gt_key) == 0:
+        return tp
+    # Group ground truth by key, keeping input order inside a group.
+    gorder = np.argsort(gt_key, kind="stable")
+    gkeys, gstart, gcount = np.unique(gt_key[gorder], return_index=True, return_counts=True)
+    pos = np.searchsorted(gkeys, pred_key)
+    pos_c = np.minimum(pos, len(gkeys) - 1)
+    has_gt = (pos < len(gkeys)) & (gkeys[pos_c] == pred_key)
+    pidx = np.flatnonzero(has_gt)
+    if pidx.size == 0:
+        return tp
+    group = pos_c[pidx]
+    # Groups are bucketed by their number of ground truths (powers of two) so the
+    # padded [n_candidates, max_g] tIoU matrices stay small.
+    bucket_of_group = np.ceil(np.log2(gcount)).astype(np.int64)
+    for bucket in np.unique(bucket_of_group):
+        in_bucket = bucket_of_group[group] == bucket
+        if not in_bucket.any():
+            continue
+        _match_padded(
+            tp, pidx[in_bucket], group[in_bucket], gorder, gstart, gcount,
+            gt_s, gt_e, pred_s, pred_e, pred_scores, thresholds, protocol,
+        )
+    return tp
+
+
+def _match_padded(
+    tp, pidx, group, gorder, gstart, gcount, gt_s, gt_e, pred_s, pred_e, pred_scores, thresholds, protocol
+) -> None:
+    """Greedy matching of the candidates `pidx` (groups `group`); writes into `tp` [T, n_pred]."""
+    groups, group = np.unique(group, return_inverse=True)
+    gstart, gcount = gstart[groups], gcount[groups]
+    n_thr = len(thresholds)
+    # Padded ground truth per group: [n_groups, max_g].
+    max_g = int(gcount.max())
+    slot = np.arange(max_g)
+    valid = slot[None, :] < gcount[:, None]
+    gt_rows = gorder[np.where(valid, gstart[:, None] + slot[None, :], 0)]
+    gs_pad = gt_s[gt_rows]
+    ge_pad = gt_e[gt_rows]
+    # tIoU of each candidate prediction with its group's ground truth: [n_cand, max_g].
+    iou = _pair_iou(pred_s[pidx, None], pred_e[pidx, None], gs_pad[group], ge_pad[group], protocol)
+    iou = np.where(valid[group], iou, -1.0)
+    # Only predictions that reach the lowest threshold can ever match.
+    reach = iou.max(axis=1) >= thresholds.min()
+    pidx, group, iou = pidx[reach], group[reach], iou[reach]
+    if pidx.size == 0:
+        return
+    # Rank of each candidate inside its group (score descending, stable).
+    order = np.argsort(-pred_scores[pidx], kind="stable")
+    order = order[np.argsort(group[order], kind="stable")]
+    sorted_group = group[order]
+    first = np.searchsorted(sorted_group, sorted_group, side="left")
+    rank = np.empty(pidx.size, np.int64)
+    rank[order] = np.arange(pidx.size) - first
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
+    locked = np.zeros((n_thr, len(groups), max_g), dtype=bool)
+    thr = thresholds[:, None, None]
+    for step in np.split(by_rank, bounds):
+        g = group[step]
+        io = iou[step]  # [a, max_g]
+        avail = (io[None] >= thr) & ~locked[:, g, :]  # [T, a, max_g]
+        if protocol == "anet":
+            j = np.argmax(np.where(avail, io[None], -np.inf), axis=2)  # best tIoU, first on ties
+        else:
+            j = np.argmax(avail, axis=2)  # first ground truth in order
+        hit = np.take_along_axis(avail, j[:, :, None], axis=2)[:, :, 0]  # [T, a]
+        ti, ai = np.nonzero(hit)
+        locked[ti, g[ai], j[ti, ai]] = True
+        tp[ti, pidx[step[ai]]] = True
+
+
+def _key(
+    video_ids: np.ndarray, class_ids: np.ndarray, video_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(video, class) group keys and video indices (-1 for videos outside the split)."""
+    vid = np.array([video_index.get(v, -1) for v in video_ids.tolist()], dtype=np.int64)
+    return vid * 100003 + class_ids.astype(np.int64), vid
+
+
+def _overlaps_ambiguous(det: Detections, gt: GroundTruth, protocol: str) -> np.ndarray:
+    """Mask of predictions overlapping an Ambiguous segment of their video."""
+    drop = np.zeros(len(det), dtype=bool)
+    if not gt.ambiguous or len(det) == 0:
+        return drop
+    sps = gt.snippets_per_second
+    for vid, amb in gt.ambiguous.items():
+        sel = np.flatnonzero(det.video_ids == vid)
+        if sel.size == 0 or amb.size == 0:
+            continue
+        if protocol == "wtalc":
+            ps, pe = _index_ranges(det.starts[sel], det.ends[sel], sps)
+            as_, ae = _index_ranges(amb[:, 0], amb[:, 1], sps)
+        else:
+            ps, pe, as_, ae = det.starts[sel], det.ends[sel], amb[:, 0], amb[:, 1]
+        inter = np.minimum(pe[:, None], ae[None]) - np.maximum(ps[:, None], as_[None])
+        drop[sel] = (inter > 0).any(axis=1)
+    return drop
+
+
+# --------------------------------------------------------------------------- #
+# Evaluation
+# --------------------------------------------------------------------------- #
+def evaluate_detections(
+    gt: GroundTruth,
+    det: Detections,
+    tiou_thresholds: Sequence[float] = THUMOS14_TIOU_THRESHOLDS,
+    protocol: str = "anet",
+    remove_ambiguous: bool | None = None,
+) -> dict[str, Any]:
+    """mAP at each tIoU threshold, their averages, per-class AP and F1 at tIoU 0.5.
+
+    Args:
+      gt: GroundTruth of the split.
+      det: Detections (seconds); class ids index `gt.classlist`.
+      tiou_thresholds: e.g. THUMOS14_TIOU_THRESHOLDS or ACTIVITYNET_TIOU_THRESHOLDS.
+      protocol: "anet" (ActivityNet official) or "wtalc" (W-TALC getLocMAP); see the module doc.
+      remove_ambiguous: drop predictions overlapping `gt.ambiguous` segments; None =
+        automatic (on when the ground truth has Ambiguous segments, i.e. THUMOS14).
+    Returns:
+      dict with protocol, tiou_thresholds, mAP (list), average_mAP (over all given
+      thresholds), average_mAP_0.1_0.5 / average_mAP_0.1_0.7 (when those thresholds
+      are all present), ap_per_class (name -> list), f1_at_0.5, precision_at_0.5,
+      recall_at_0.5, ambiguous_removed, num_videos, num_ground_truth,
+      num_predictions (evaluated), num_predictions_dropped.
+    """
+    if protocol not in PROTOCOLS:
+        raise D2NetInputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    thresholds = np.asarray([float(t) for t in tiou_thresholds], dtype=np.float64)
+    if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
+        raise D2NetInputError(f"tiou_thresholds must be non-empty values in (0, 1], got {list(tiou_thresholds)}")
+    num_classes = len(gt.classlist)
+    if len(det) and (det.class_ids.min() < 0 or det.class_ids.max() >= num_classes):
+        raise D2NetInputError(
+            f"detections: class ids must be in [0, {num_classes}), got range "
+            f"[{det.class_ids.min()}, {det.class_ids.max()}]"
+        )
+    if len(det) and not np.isfinite(det.scores).all():
+        raise D2NetInputError("detections: scores contain NaN/inf")
+
+    if remove_ambiguous is None:
+        remove_ambiguous = bool(gt.ambiguous)
+    n_in = len(det)
+    if remove_ambiguous:
+        det = det.select(~_overlaps_ambiguous(det, gt, protocol))
+    videos = gt.video_list
+    video_index = {v: i for i, v in enumerate(videos)}
+    if protocol == "wtalc":
+        with_gt = set(gt.video_ids.tolist())
+        det = det.select(np.isin(det.video_ids, list(with_gt))) if len(det) else det
+
+    # Internal thresholds: the requested ones plus 0.5 for F1.
+    all_thr = thresholds if np.any(np.isclose(thresholds, 0.5)) else np.append(thresholds, 0.5)
+    i_half = int(np.flatnonzero(np.isclose(all_thr, 0.5))[0])
+
+    gt_key, _ = _key(gt.video_ids, gt.class_ids, video_index)
+    pred_key, pvid = _key(det.video_ids, det.class_ids, video_index)
+    pred_key = np.where(pvid < 0, -1, pred_key)  # unknown video: never matches
+    if protocol == "wtalc":
+        gs, ge = _index_ranges(gt.starts, gt.ends, gt.snippets_per_second)
+        ps, pe = _index_ranges(det.starts, det.ends, gt.snippets_per_second)
+    else:
+        gs, ge, ps, pe = gt.starts, gt.ends, det.starts, det.ends
+    tp = _match(gt_key, gs, ge, pred_key, ps, pe, det.scores, all_thr, protocol)
+
+    # Per-class AP.
+    ap_rows = _interpolated_ap_rows if protocol == "anet" else _wtalc_ap_rows
+    gt_classes = np.unique(gt.class_ids)
+    ap = np.zeros((len(gt_classes), len(all_thr)))
+    for row, c in enumerate(gt_classes):
+        sel = np.flatnonzero(det.class_ids == c)
+        sel = sel[np.argsort(-det.scores[sel], kind="stable")]
+        ap[row] = ap_rows(tp[:, sel].astype(np.float64), int(np.sum(gt.class_ids == c)))
+    mean_ap = ap.mean(axis=0) if len(gt_classes) else np.zeros(len(all_thr))
+
+    n_tp = int(tp[i_half].sum())
+    precision = n_tp / len(det) if len(det) else 0.0
+    recall = n_tp / len(gt) if len(gt) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+    k = len(thresholds)
+    result: dict[str, Any] = {
+        "protocol": protocol,
+        "tiou_thresholds": [float(t) for t in thresholds],
+        "mAP": [float(x) for x in mean_ap[:k]],
+        "average_mAP": float(mean_ap[:k].mean()),
+    }
+    for lo, hi in ((0.1, 0.5), (0.1, 0.7)):
+        wanted = np.round(np.arange(lo, hi + 1e-9, 0.1), 10)
+        idx = [int(np.flatnonzero(np.isclose(thresholds, w))[0]) for w in wanted if np.isclose(thresholds, w).any()]
+        if len(idx) == len(wanted):
+            result[f"average_mAP_{lo}_{hi}"] = float(mean_ap[idx].mean())
+    result.update(
+        {
+            "ap_per_class": {gt.classlist[c]: [float(x) for x in ap[r, :k]] for r, c in enumerate(gt_classes)},
+            "f1_at_0.5": float(f1),
+            "precision_at_0.5": float(precision),
+            "recall_at_0.5": float(recall),
+            "ambiguous_removed": bool(remove_ambiguous),
+            "num_videos": len(videos),
+            "num_ground_truth": int(len(gt)),
+            "num_predictions": int(len(det)),
+            "num_predictions_dropped": int(n_in - len(det)),
+        }
+    )
+    return result
+
+
+def format_results_table(result: dict[str, Any]) -> str:
+    """A Markdown table of mAP (%) per tIoU threshold plus averages, with the protocol stated."""
+    thr = result["tiou_thresholds"]
+    head = ["tIoU"] + [f"{t:g}" for t in thr] + ["avg"]
+    vals = ["mAP (%)"] + [f"{100 * m:.2f}" for m in result["mAP"]] + [f"{100 * result['average_mAP']:.2f}"]
+    lines = [
+        f"protocol: {result['protocol']} | ambiguous removed: {result['ambiguous_removed']} | "
+        f"videos: {result['num_videos']} | ground truth: {result.get('num_ground_truth', '?')} | "
+        f"predictions: {result['num_predictions']}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+        "| " + " | ".join(vals) + " |",
+        "",
+    ]
+    for key in ("average_mAP_0.1_0.5", "average_mAP_0.1_0.7"):
+        if key in result:
+            lines.append(f"{key}: {100 * result[key]:.2f}")
+    lines.append(
+        f"F1@0.5: {100 * result['f1_at_0.5']:.2f} (precision {100 * result['precision_at_0.5']:.2f}, "
+        f"recall {100 * result['recall_at_0.5']:.2f})"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- #
+# JSON I/O (ActivityNet format)
+# --------------------------------------------------------------------------- #
+def write_detections_json(path: str, detections: Detections, classlist: Sequence[str]) -> None:
+    """Writes ActivityNet-format results: {"version", "results": {vid: [...]}, "external_data"}."""
+    results: dict[str, list] = {}
+    for v, c, s, e, x in zip(
+        detections.video_ids.tolist(),
+        detections.class_ids.tolist(),
+        detections.starts.tolist(),
+        detections.ends.tolist(),
+        detections.scores.tolist(),
+    ):
+        results.setdefault(v, []).append({"label": classlist[c], "segment": [s, e], "score": x})
+    payload = {"version": f"d2net-tf {d2net_tf.__version__}", "results": results, "external_data": {}}
+    with open(path, "w") as f:
+        json.dump(payload, f)
+
+
+def _read_json(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise DataFormatError(f"{path}: file not found")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataFormatError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError:
+        raise DataFormatError(f"{path}: not a UTF-8 JSON text file") from None
+
+
+def _segment(path: str, where: str, seg: Any) -> tuple[float, float]:
+    if not isinstance(seg, (list, tuple)) or len(seg) != 2:
+        raise DataFormatError(f"{path}: {where}.segment: expected [start, end], got {seg!r}")
+    try:
+        s, e = float(seg[0]), float(seg[1])
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{path}: {where}.segment: expected two numbers, got {seg!r}") from None
+    if not (math.isfinite(s) and math.isfinite(e)):
+        raise DataFormatError(f"{path}: {where}.segment: NaN/inf in {seg!r}")
+    if e <= s:
+        raise DataFormatError(f"{path}: {where}.segment: end must be > start, got {seg!r}")
+    return s, e
+
+
+def load_detections_json(path: str, classlist: Sequence[str]) -> Detections:
+    """Reads ActivityNet-format results (any producer). Labels must be in `classlist`."""
+    data = _read_json(path)
+    if not isinstance(data, dict) or "results" not in data:
+        raise DataFormatError(f"{path}: missing key 'results' (expected ActivityNet results JSON)")
+    results = data["results"]
+    if not isinstance(results, dict):
+        raise DataFormatError(f"{path}: 'results' must be an object {{video_id: [...]}}, got {type(results).__name__}")
+    index = {c: i for i, c in enumerate(classlist)}
+    vids, cls, st, en, sc = [], [], [], [], []
+    for vid, items in results.items():
+        if not isinstance(items, list):
+            raise DataFormatError(f"{path}: results[{vid!r}]: expected a list, got {type(items).__name__}")
+        for i, item in enumerate(items):
+            where = f"results[{vid!r}][{i}]"
+            if not isinstance(item, dict):
+                raise DataFormatError(f"{path}: {where}: expected an object, got {type(item).__name__}")
+            for key in ("label", "segment", "score"):
+                if key not in item:
+                    raise DataFormatError(f"{path}: {where}: missing key {key!r}")
+            label = str(item["label"])
+            if label not in index:
+                raise DataFormatError(f"{path}: {where}.label: unknown label {label!r}")
+            s, e = _segment(path, where, item["segment"])
+            try:
+                score = float(item["score"])
+            except (TypeError, ValueError):
+                raise DataFormatError(f"{path}: {where}.score: expected a number, got {item['score']!r}") from None
+            if not math.isfinite(score):
+                raise DataFormatError(f"{path}: {where}.score: NaN/inf score")
+            vids.append(str(vid))
+            cls.append(index[label])
+            st.append(s)
+            en.append(e)
+            sc.append(score)
+    if not vids:
+        return Detections.empty()
+    return Detections(np.array(vids, dtype=str), cls, st, en, sc)
+
+
+def load_ground_truth_json(
+    path: str, subset: str | None = None, classlist: Sequence[str] | None = None
+) -> GroundTruth:
+    """Reads ActivityNet-style ground truth `{"database": {vid: {"subset", "duration", "annotations"}}}`.
+
+    Classlist: `classlist` if given, else a top-level "classlist" list (written by
+    `ground_truth_to_json`), else the sorted unique labels. Extensions read when
+    present: per-video "ambiguous": [[s, e], ...] and top-level "snippets_per_second".
+    """
+    data = _read_json(path)
+    if not isinstance(data, dict) or "database" not in data:
+        raise DataFormatError(f"{path}: missing key 'database' (expected ActivityNet ground-truth JSON)")
+    db = data["database"]
+    if not isinstance(db, dict):
+        raise DataFormatError(f"{path}: 'database' must be an object {{video_id: {{...}}}}")
+    rows: list[tuple[str, str, float, float]] = []
+    durations: dict[str, float] = {}
+    ambiguous: dict[str, np.ndarray] = {}
+    for vid, entry in db.items():
+        where = f"database[{vid!r}]"
+        if not isinstance(entry, dict):
+            raise DataFormatError(f"{path}: {where}: expected an object")
+        if subset is not None:
+            if "subset" not in entry:
+                raise DataFormatError(f"{path}: {where}: missing key 'subset'")
+            if str(entry["subset"]) != subset:
+                continue
+        if "annotations" not in entry:
+            raise DataFormatError(f"{path}: {where}: missing key 'annotations'")
+        if not isinstance(entry["annotations"], list):
+            raise DataFormatError(f"{path}: {where}.annotations: expected a list")
+        dur = entry.get("duration")
+        if dur is not None:
+            try:
+                durations[str(vid)] = float(dur)
+            except (TypeError, ValueError):
+                raise DataFormatError(f"{path}: {where}.duration: expected a number, got {dur!r}") from None
+        else:
+            durations[str(vid)] = float("nan")
+        for i, ann in enumerate(entry["annotations"]):
+            w = f"{where}.annotations[{i}]"
+            if not isinstance(ann, dict):
+                raise DataFormatError(f"{path}: {w}: expected an object")
+            for key in ("label", "segment"):
+                if key not in ann:
+                    raise DataFormatError(f"{path}: {w}: missing key {key!r}")
+            s, e = _segment(path, w, ann["segment"])
+            rows.append((str(vid), str(ann["label"]), s, e))
+        if entry.get("ambiguous"):
+            ambiguous[str(vid)] = np.array(
+                [_segment(path, f"{where}.ambiguous[{i}]", a) for i, a in enumerate(entry["ambiguous"])]
+            )
+    if subset is not None and not durations:
+        subsets = sorted({str(e.get("subset")) for e in db.values() if isinstance(e, dict)})
+        raise DataFormatError(f"{path}: no video in subset {subset!r}; subsets present: {subsets}")
+    if classlist is None:
+        if "classlist" in data:
+            classlist = [str(c) for c in data["classlist"]]
+        else:
+            classlist = sorted({r[1] for r in rows})
+    index = {c: i for i, c in enumerate(classlist)}
+    for vid, label, _, _ in rows:
+        if label not in index:
+            raise DataFormatError(f"{path}: database[{vid!r}]: unknown label {label!r}")
+    sps = data.get("snippets_per_second", DEFAULT_SNIPPETS_PER_SECOND)
+    return GroundTruth(
+        video_ids=np.array([r[0] for r in rows], dtype=str),
+        class_ids=np.array([index[r[1]] for r in rows], dtype=np.int32),
+        starts=np.array([r[2] for r in rows], dtype=np.float64),
+        ends=np.array([r[3] for r in rows], dtype=np.float64),
+        classlist=list(classlist),
+        ambiguous=ambiguous,
+        durations=durations,
+        snippets_per_second=float(sps),
+    )
+
+
+def ground_truth_to_json(gt: GroundTruth, subset: str | None = None) -> dict[str, Any]:
+    """ActivityNet-style ground-truth dict of `gt` (inverse of `load_ground_truth_json`)."""
+    database: dict[str, dict] = {}
+    durations = gt.durations or {}
+    for vid in gt.video_list:
+        entry: dict[str, Any] = {"subset": subset or "", "annotations": []}
+        if vid in durations and math.isfinite(durations[vid]):
+            entry["duration"] = durations[vid]
+        if vid in gt.ambiguous and len(gt.ambiguous[vid]):
+            entry["ambiguous"] = gt.ambiguous[vid].tolist()
+        database[vid] = entry
+    for v, c, s, e in zip(gt.video_ids.tolist(), gt.class_ids.tolist(), gt.starts.tolist(), gt.ends.tolist()):
+        database[v]["annotations"].append({"label": gt.classlist[c], "segment": [s, e]})
+    return {
+        "version": f"d2net-tf {d2net_tf.__version__}",
+        "taxonomy": [],
+        "classlist": list(gt.classlist),
+        "snippets_per_second": gt.snippets_per_second,
+        "database": database,
+    }

@@ -1,0 +1,80 @@
+"""W-TALC annotations -> ActivityNet-style ground-truth JSON.
+
+    python -m d2net_tf.ground_truth --annotations DIR --subset test --output gt.json
+
+The JSON is `{"version", "taxonomy": [], "classlist", "snippets_per_second",
+"database": {vid: {"subset", "duration", "annotations": [{"label", "segment"}],
+"ambiguous": [[s, e], ...]}}}`: the ActivityNet layout plus three extensions read
+back by `evaluation.load_ground_truth_json` (the W-TALC class order, the feature
+rate and the THUMOS14 Ambiguous segments). Segments with end <= start (ten in
+ActivityNet1.2) cannot be written as valid ActivityNet segments and are skipped,
+with a warning on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from d2net_tf.errors import D2NetInputError
+from d2net_tf.evaluation import GroundTruth, ground_truth_to_json
+
+
+def load_wtalc_ground_truth(annotation_dir: str, subset: str | Sequence[str] | None = None) -> GroundTruth:
+    """GroundTruth of `subset` of a W-TALC annotation folder (all videos when None)."""
+    from d2net_tf.data.wtalc import load_wtalc_annotations  # lazy: data package is optional here
+
+    return GroundTruth.from_dataset(load_wtalc_annotations(annotation_dir), subset)
+
+
+def wtalc_to_activitynet(
+    annotation_dir: str,
+    subset: str | None = None,
+    warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> dict[str, Any]:
+    """ActivityNet-style ground-truth dict of a W-TALC annotation folder."""
+    from d2net_tf.data.wtalc import load_wtalc_annotations
+
+    dataset = load_wtalc_annotations(annotation_dir)
+    if subset is not None:
+        dataset = dataset.subset(subset)
+    gt = GroundTruth.from_dataset(dataset)
+    bad = gt.ends <= gt.starts
+    if bad.any():
+        warn(f"{annotation_dir}: skipped {int(bad.sum())} ground-truth segments with end <= start")
+        keep = ~bad
+        gt = GroundTruth(
+            gt.video_ids[keep], gt.class_ids[keep], gt.starts[keep], gt.ends[keep], gt.classlist,
+            gt.ambiguous, gt.durations, gt.snippets_per_second,
+        )
+    out = ground_truth_to_json(gt)
+    for vid, sub in zip(dataset.video_ids.tolist(), dataset.subsets.tolist()):
+        out["database"][str(vid)]["subset"] = str(sub)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--annotations", required=True, help="W-TALC {DATASET}-Annotations folder")
+    parser.add_argument("--subset", default=None, help="e.g. test / validation (default: all videos)")
+    parser.add_argument("--output", required=True, help="output JSON path")
+    args = parser.parse_args(argv)
+    try:
+        payload = wtalc_to_activitynet(args.annotations, args.subset)
+        with open(args.output, "w") as f:
+            json.dump(payload, f)
+    except (D2NetInputError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    db = payload["database"]
+    n_seg = sum(len(v["annotations"]) for v in db.values())
+    print(f"wrote {args.output}: {len(db)} videos, {n_seg} segments, {len(payload['classlist'])} classes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""Temporal action localization from a TCAM and bottom-up attention (D2-Net, Sec. 3.3).
+
+Numpy only: this is the post-processing that turns the network outputs of one
+video into scored action segments, and it is shared by evaluation and serving
+code that must not import TensorFlow.
+
+Units: a video has `s` snippets; snippet `i` covers `[i / sps, (i + 1) / sps)`
+seconds (`sps` = snippets per second, 25 / 16 for the W-TALC I3D features), so a
+proposal made of snippets `[a, b)` (end exclusive) is the segment
+`[a / sps, b / sps]` seconds and every segment lies in `[0, s / sps]`.
+
+Algorithm (paper Sec. 3.3), for one video with TCAM `T [s, C]` and bottom-up
+attention `lambda' [s]`:
+
+1. `p_c` = mean of the top `k = ceil(s / topk_divisor)` values of `T[:, c]`.
+2. Relevant classes: `p_c > class_threshold_ratio * max(p)`.
+3. Refined sequence `r_c = lambda' * T[:, c]`.
+4. For every threshold, the 1-D connected components of `r_c > threshold` are
+   proposals.
+5. Proposal score: outer-inner contrast `S = mean(r_c inside) - mean(r_c outside)`,
+   the outside being `inflation` snippets on each side, clipped at the video ends.
+6. Class-wise NMS at `nms_tiou`; keep detections with
+   `S > final_score_ratio * max S` (max over all of the video's proposals).
+
+Deviations of the official D2-Net code are named options of
+`LocalizationConfig`; `LocalizationConfig.official()` selects them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from d2net_tf.errors import D2NetInputError
+
+DEFAULT_SNIPPETS_PER_SECOND = 25.0 / 16.0
+
+
+# --------------------------------------------------------------------------- #
+# Detections container
+# --------------------------------------------------------------------------- #
+@dataclasses.dataclass
+class Detections:
+    """Scored action segments of one or many videos (flat table, one row per detection).
+
+    Attributes:
+      video_ids: [n] str, video of each detection.
+      class_ids: [n] int32, class index (into a classlist).
+      starts: [n] float64, start in seconds.
+      ends: [n] float64, end in seconds (> start).
+      scores: [n] float64 confidence (higher = more confident).
+    """
+
+    video_ids: np.ndarray
+    class_ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        self.video_ids = np.asarray(self.video_ids, dtype=str).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
+        self.starts = np.asarray(self.starts, dtype=np.float64).reshape(-1)
+        self.ends = np.asarray(self.ends, dtype=np.float64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        n = len(self.class_ids)
+        if not (len(self.video_ids) == len(self.starts) == len(self.ends) == len(self.scores) == n):
+            raise D2NetInputError(
+                "Detections: video_ids, class_ids, starts, ends and scores must have the same length, got "
+                f"{[len(self.video_ids), n, len(self.starts), len(self.ends), len(self.scores)]}"
+            )
+
+    # Aliases matching the per-video output description ("starts_s", "ends_s").
+    @property
+    def starts_s(self) -> np.ndarray:
+        return self.starts
+
+    @property
+    def ends_s(self) -> np.ndarray:
+        return self.ends
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros(0, str), np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0))
+
+    @classmethod
+    def concatenate(cls, parts: Iterable["Detections"]) -> "Detections":
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.video_ids for p in parts]) if any(len(p) for p in parts) else np.zeros(0, str),
+            np.concatenate([p.class_ids for p in parts]),
+            np.concatenate([p.starts for p in parts]),
+            np.concatenate([p.ends for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+        )
+
+    def select(self, mask_or_index: np.ndarray) -> "Detections":
+        return Detections(
+            self.video_ids[mask_or_index],
+            self.class_ids[mask_or_index],
+            self.starts[mask_or_index],
+            self.ends[mask_or_index],
+            self.scores[mask_or_index],
+        )
+
+
+# --------------------------------------------------------------------------- #
+# tIoU and NMS (shared with evaluation)
+# --------------------------------------------------------------------------- #
+def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Temporal IoU of every segment in `a` with every segment in `b`.
+
+    Continuous intervals, as ActivityNet's `segment_iou`:
+    `inter = max(0, min(e_a, e_b) - max(s_a, s_b))`, `union = len_a + len_b - inter`.
+    A zero union (two empty segments) gives IoU 0.
+
+    Args:
+      a: [n, 2] (or [2]) segments `[start, end]`.
+      b: [m, 2] (or [2]) segments.
+    Returns:
+      [n, m] float64 (1-D / scalar when an input was 1-D).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a2 = a.reshape(-1, 2)
+    b2 = b.reshape(-1, 2)
+    inter = np.minimum(a2[:, None, 1], b2[None, :, 1]) - np.maximum(a2[:, None, 0], b2[None, :, 0])
+    inter = np.clip(inter, 0.0, None)
+    len_a = np.clip(a2[:, 1] - a2[:, 0], 0.0, None)
+    len_b = np.clip(b2[:, 1] - b2[:, 0], 0.0, None)
+    union = len_a[:, None] + len_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    if a.ndim == 1 and b.ndim == 1:
+        return iou[0, 0]
+    if a.ndim == 1:
+        return iou[0]
+    if b.ndim == 1:
+        return iou[:, 0]
+    return iou
+
+
+def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float) -> np.ndarray:
+    """Greedy 1-D non-maximum suppression.
+
+    Segments are visited by descending score (stable: equal scores keep input
+    order); a segment suppresses every remaining one whose tIoU with it is
+    strictly greater than `tiou`. The loop runs over kept segments only.
+
+    Returns:
+      int64 indices of the kept segments, by descending score.
+    """
+    starts = np.asarray(starts, dtype=np.float64).reshape(-1)
+    ends = np.asarray(ends, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    s, e = starts[order], ends[order]
+    lengths = np.clip(e - s, 0.0, None)
+    alive = np.ones(len(order), dtype=bool)
+    keep = []
+    i = 0
+    n = len(order)
+    while i < n:
+        keep.append(i)
+        inter = np.clip(np.minimum(e[i], e[i + 1:]) - np.maximum(s[i], s[i + 1:]), 0.0, None)
+        union = lengths[i] + lengths[i + 1:] - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        alive[i + 1:] &= iou <= tiou
+        rest = np.flatnonzero(alive[i + 1:])
+        if rest.size == 0:
+            break
+        i = i + 1 + int(rest[0])
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+# --------------------------------------------------------------------------- #
+# Configuration
+# --------------------------------------------------------------------------- #
+def _thresholds(start: float, stop: float, step: float) -> tuple[float, ...]:
+    n = int(round((stop - start) / step)) + 1
+    return tuple(round(start + i * step, 10) for i in range(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalizationConfig:
+    """Post-processing settings of Sec. 3.3.
+
+    Args:
+      topk_divisor: int, default 8. `k = ceil(s / topk_divisor)` snippets in the
+        top-k mean that gives the video-level class score `p`.
+      class_threshold_ratio: float, default 0.5. Classes with `p_c > ratio * max(p)`
+        are localized.
+      thresholds: tuple of float, default 0.025, 0.05, ..., 0.5 (paper). Thresholds on
+        `r_c`; the official code stops at 0.475.
+      min_proposal_snippets: int, default 1 (paper). The official code drops
+        proposals shorter than 2 snippets.
+      outer_ratio: float, default 0.25. The outside region is
+        `inflation = max(min_inflation, floor(outer_ratio * width + 0.5))` snippets
+        on each side (round half up), clipped at the video ends.
+      min_inflation: int, default 1. Lower bound on `inflation`, so that one-snippet
+        proposals also have an outside region (`floor(0.25 + 0.5) = 0`).
+      max_outer_inner: float or None, default None (paper). Official code: drop a
+        proposal when `(outer - inner + 1) / 2 > max_outer_inner` (0.7), with
+        `inner` / `outer` the means of `r_c` inside / outside.
+      nms_tiou: float, default 0.5 (paper); 0.3 in the official THUMOS14 code.
+      final_score_ratio: float, default 0.1. Keep detections with
+        `S > ratio * max S` over the video's proposals.
+      attention_rescale: float or None, default None. Official ActivityNet code:
+        the refined sequence is `r_c = T_c * lambda' * attention_rescale / max(lambda')`
+        (attention_rescale = 2) instead of `T_c * lambda'`.
+    """
+
+    topk_divisor: int = 8
+    class_threshold_ratio: float = 0.5
+    thresholds: tuple[float, ...] = _thresholds(0.025, 0.5, 0.025)
+    min_proposal_snippets: int = 1
+    outer_ratio: float = 0.25
+    min_inflation: int = 1
+    max_outer_inner: float | None = None
+    nms_tiou: float = 0.5
+    final_score_ratio: float = 0.1
+    attention_rescale: float | None = None
+
+    def __post_init__(self):
+        if self.topk_divisor < 1:
+            raise D2NetInputError(f"LocalizationConfig.topk_divisor must be >= 1, got {self.topk_divisor}")
+        if len(self.thresholds) == 0:
+            raise D2NetInputError("LocalizationConfig.thresholds must not be empty")
+        if self.min_proposal_snippets < 1:
+            raise D2NetInputError(
+                f"LocalizationConfig.min_proposal_snippets must be >= 1, got {self.min_proposal_snippets}"
+            )
+        if not 0.0 <= self.nms_tiou <= 1.0:
+            raise D2NetInputError(f"LocalizationConfig.nms_tiou must be in [0, 1], got {self.nms_tiou}")
+
+    @classmethod
+    def paper(cls, dataset: str = "thumos14") -> "LocalizationConfig":
+        """The settings as described in the paper (Sec. 3.3); identical for both datasets."""
+        _check_dataset(dataset)
+        return cls()
+
+    @classmethod
+    def official(cls, dataset: str = "thumos14") -> "LocalizationConfig":
+        """The settings of the official D2-Net code.
+
+        THUMOS14: thresholds 0.025..0.475, proposals >= 2 snippets, contrast filter
+        0.7, NMS tIoU 0.3. ActivityNet1.2: additionally the attention rescaling
+        `2 / max(lambda')`.
+        """
+        kind = _check_dataset(dataset)
+        return cls(
+            thresholds=_thresholds(0.025, 0.475, 0.025),
+            min_proposal_snippets=2,
+            max_outer_inner=0.7,
+            nms_tiou=0.3,
+            attention_rescale=2.0 if kind == "activitynet" else None,
+        )
+
+
+def _check_dataset(dataset: str) -> str:
+    d = dataset.lower().replace("_", "").replace("-", "").replace(".", "")
+    if d.startswith("thumos"):
+        return "thumos"
+    if d.startswith("activitynet") or d.startswith("anet"):
+        return "activitynet"
+    raise D2NetInputError(f"unknown dataset {dataset!r}: expected 'thumos14' or 'activitynet1.2'")
+
+
+# --------------------------------------------------------------------------- #
+# Localization
+# --------------------------------------------------------------------------- #
+def _validate_inputs(tcam, attention, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(tcam, dtype=np.float64)
+    a = np.asarray(attention, dtype=np.float64)
+    name = f"video {video_id!r}: " if video_id else ""
+    if t.ndim != 2:
+        raise D2NetInputError(f"{name}tcam must be a 2-D [snippets, classes] array, got shape {t.shape}")
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or a.shape[0] != t.shape[0]:
+        raise D2NetInputError(
+            f"{name}attention must have shape [{t.shape[0]}] (one value per snippet), got {a.shape}"
+        )
+    if not (np.isfinite(t).all() and np.isfinite(a).all()):
+        raise D2NetInputError(f"{name}tcam and attention must be finite (found NaN/inf)")
+    return t, a
+
+
+def localize_video(
+    tcam: np.ndarray,
+    attention: np.ndarray,
+    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    config: LocalizationConfig = LocalizationConfig(),
+    video_id: str = "",
+) -> Detections:
+    """Action segments of one video (Sec. 3.3).
+
+    Args:
+      tcam: [s, C] float, temporal class activations in [0, 1].
+      attention: [s] float, bottom-up attention lambda'.
+      snippets_per_second: feature rate; snippet i covers [i/sps, (i+1)/sps) s.
+      config: LocalizationConfig.
+      video_id: stored in `Detections.video_ids`.
+    Returns:
+      Detections sorted by class, then descending score.
+    """
+    t, lam = _validate_inputs(tcam, attention, video_id)
+    if snippets_per_second <= 0:
+        raise D2NetInputError(f"snippets_per_second must be > 0, got {snippets_per_second}")
+    s, num_classes = t.shape
+    if s == 0 or num_classes == 0:
+        return Detections.empty()
+
+    # Sec. 3.3: video-level score p = top-k mean over time, k = ceil(s / 8).
+    k = max(1, math.ceil(s / config.topk_divisor))
+    p = -np.partition(-t, k - 1, axis=0)[:k].mean(axis=0)
+    # Sec. 3.3: relevant classes p_c > 0.5 max(p).
+    classes = np.flatnonzero(p > config.class_threshold_ratio * p.max())
+    if classes.size == 0:
+        return Detections.empty()
+
+    # Sec. 3.3: refined sequence r_c = lambda' * T_c (official ActivityNet: lambda' * 2 / max lambda').
+    weight = lam
+    if config.attention_rescale is not None:
+        m = lam.max()
+        weight = lam * (config.attention_rescale / m) if m > 0 else np.zeros_like(lam)
+    r = (t[:, classes] * weight[:, None]).T  # [c, s]
+
+    # Sec. 3.3: proposals = connected components of r_c > threshold, for every threshold.
+    thr = np.asarray(config.thresholds, dtype=np.float64)
+    mask = r[:, None, :] > thr[None, :, None]  # [c, n_thr, s]
+    padded = np.zeros(mask.shape[:2] + (s + 2,), dtype=np.int8)
+    padded[:, :, 1:-1] = mask
+    d = np.diff(padded, axis=2)  # +1 at a component start, -1 one past its end
+    c_idx, _, start = np.nonzero(d == 1)
+    _, _, end = np.nonzero(d == -1)  # same row-major order: pairs with `start`
+    width = end - start
+    ok = width >= config.min_proposal_snippets
+    c_idx, start, end, width = c_idx[ok], start[ok], end[ok], width[ok]
+    if start.size == 0:
+        return Detections.empty()
+
+    # Sec. 3.3: outer-inner contrast S = mean(r_c inside) - mean(r_c outside),
+    # outside = `inflation` snippets on each side, clipped at the video ends.
+    csum = np.zeros((r.shape[0], s + 1))
+    np.cumsum(r, axis=1, out=csum[:, 1:])
+    inflation = np.maximum(config.min_inflation, np.floor(config.outer_ratio * width + 0.5)).astype(np.int64)
+    left = np.maximum(start - inflation, 0)
+    right = np.minimum(end + inflation, s)
+    inner = (csum[c_idx, end] - csum[c_idx, start]) / width
+    n_out = (start - left) + (right - end)
+    out_sum = (csum[c_idx, start] - csum[c_idx, left]) + (csum[c_idx, right] - csum[c_idx, end])
+    outer = np.where(n_out > 0, out_sum / np.maximum(n_out, 1), 0.0)  # empty outside: S = mean inside
+    score = inner - outer
+    if config.max_outer_inner is not None:
+        # Official code: drop proposals with (outer - inner + 1) / 2 > 0.7.
+        keep = (outer - inner + 1.0) / 2.0 <= config.max_outer_inner
+        c_idx, start, end, score = c_idx[keep], start[keep], end[keep], score[keep]
+        if start.size == 0:
+            return Detections.empty()
+    video_max = score.max()
+
+    # Sec. 3.3: class-wise NMS, then keep S > 0.1 * the video's maximum proposal score.
+    out_c, out_s, out_e, out_score = [], [], [], []
+    for ci in np.unique(c_idx):
+        sel = np.flatnonzero(c_idx == ci)
+        kept = sel[nms_1d(start[sel], end[sel], score[sel], config.nms_tiou)]
+        kept = kept[score[kept] > config.final_score_ratio * video_max]
+        out_c.append(np.full(kept.size, classes[ci], np.int32))
+        out_s.append(start[kept])
+        out_e.append(end[kept])
+        out_score.append(score[kept])
+    starts = np.concatenate(out_s).astype(np.float64) / snippets_per_second
+    ends = np.concatenate(out_e).astype(np.float64) / snippets_per_second
+    class_ids = np.concatenate(out_c)
+    return Detections(np.full(class_ids.size, video_id), class_ids, starts, ends, np.concatenate(out_score))
+
+
+def iter_localize_videos(
+    videos: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    config: LocalizationConfig = LocalizationConfig(),
+) -> Iterator[Detections]:
+    """Streams `localize_video` over `(video_id, tcam, attention)` items, one Detections per video.
+
+    Consumes the input lazily, so memory stays bounded by one video's arrays
+    plus whatever the caller keeps.
+    """
+    for video_id, tcam, attention in videos:
+        yield localize_video(tcam, attention, snippets_per_second, config, video_id=str(video_id))
+
+
+def localize_videos(
+    videos: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    config: LocalizationConfig = LocalizationConfig(),
+) -> Detections:
+    """Detections of a whole split: `localize_video` on each `(video_id, tcam, attention)`.
+
+    Only the (small) detection tables are kept; the TCAMs can come from a generator.
+    """
+    return Detections.concatenate(iter_localize_videos(videos, snippets_per_second, config))

@@ -1,0 +1,101 @@
+"""Evaluates temporal action detections against ground truth (mAP at tIoU thresholds).
+
+    python -m trainers.evaluate --ground_truth GT.json --predictions PRED.json \
+        --tiou_thresholds 0.1,0.2,0.3,0.4,0.5,0.6,0.7 [--subset test] [--protocol anet] \
+        [--remove_ambiguous auto|true|false] [--output out.json]
+
+`--ground_truth` is an ActivityNet-style JSON or a W-TALC annotation folder.
+Prints a table (with the protocol) and writes the result JSON. Bad input: one line
+on stderr and exit status 2 (a traceback with --verbosity >= 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from absl import app, flags
+
+from d2net_tf.errors import D2NetInputError
+from d2net_tf.evaluation import (
+    PROTOCOLS,
+    evaluate_detections,
+    format_results_table,
+    load_detections_json,
+    load_ground_truth_json,
+)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder.")
+flags.DEFINE_string("predictions", None, "ActivityNet-format results JSON.")
+flags.DEFINE_list("tiou_thresholds", ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"], "tIoU thresholds.")
+flags.DEFINE_string("subset", None, "Evaluate only videos of this subset (e.g. test, validation).")
+flags.DEFINE_enum("protocol", "anet", list(PROTOCOLS), "anet: ActivityNet evaluator; wtalc: W-TALC getLocMAP.")
+flags.DEFINE_enum("remove_ambiguous", "auto", ["auto", "true", "false"], "Drop predictions on Ambiguous segments.")
+flags.DEFINE_string("output", None, "Write the result JSON here.")
+
+
+def load_ground_truth(path: str, subset: str | None):
+    """GroundTruth from an ActivityNet JSON file or a W-TALC annotation folder."""
+    if os.path.isdir(path):
+        from d2net_tf.ground_truth import load_wtalc_ground_truth
+
+        return load_wtalc_ground_truth(path, subset)
+    return load_ground_truth_json(path, subset=subset)
+
+
+def parse_thresholds(values: list[str]) -> list[float]:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise D2NetInputError(f"--tiou_thresholds: expected comma-separated numbers, got {','.join(values)!r}")
+
+
+def evaluate_predictions_file(
+    ground_truth: str,
+    predictions: str,
+    tiou_thresholds: list[float],
+    subset: str | None = None,
+    protocol: str = "anet",
+    remove_ambiguous: bool | None = None,
+) -> dict:
+    """Evaluates a results JSON; the library entry point of this command."""
+    gt = load_ground_truth(ground_truth, subset)
+    det = load_detections_json(predictions, gt.classlist)
+    result = evaluate_detections(gt, det, tiou_thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous)
+    result.update({"ground_truth": ground_truth, "predictions": predictions, "subset": subset})
+    return result
+
+
+def write_result(result: dict, output: str | None) -> None:
+    print(format_results_table(result))
+    if output:
+        with open(output, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {output}")
+
+
+def main(argv):
+    del argv
+    try:
+        # A model mode (--model_dir: run a model, then evaluate) will branch here.
+        if not FLAGS.ground_truth or not FLAGS.predictions:
+            raise D2NetInputError("--ground_truth and --predictions are required")
+        remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
+        result = evaluate_predictions_file(
+            FLAGS.ground_truth, FLAGS.predictions, parse_thresholds(FLAGS.tiou_thresholds),
+            FLAGS.subset, FLAGS.protocol, remove,
+        )
+        write_result(result, FLAGS.output)
+    except (D2NetInputError, OSError) as e:
+        if FLAGS.verbosity >= 1:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
