@@ -1,0 +1,266 @@
+"""train_and_evaluate: the whole training job behind `trainers.fit`.
+
+Checkpoints (`MODEL_DIR/ckpt-*`, tf.train.CheckpointManager) hold the weights, the
+optimizer state, x_ref and the step counter; the training batches are a pure function
+of (seed, step), so a restarted job resumes exactly where the last checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from d2net_tf.config import D2NetConfig
+from d2net_tf.data.dataset import VideoDataset
+from d2net_tf.data.pipeline import training_dataset
+from d2net_tf.errors import D2NetInputError
+from d2net_tf.inference import evaluate_model
+from d2net_tf.localization import LocalizationConfig
+from d2net_tf.model import D2Net, build_model
+
+SELECT_ON = ("heldout", "test", "last")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything about a run that is not the method: where, how often, how selected."""
+
+    model_dir: str
+    eval_every: int = 1000
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    select_on: str = "heldout"  # heldout | test (official, flatters numbers) | last
+    heldout_fraction: float = 0.1
+    protocol: str = "anet"
+    localization_preset: str = "official"  # official | paper
+    jit_compile: bool = False
+    precision: str = "float32"  # float32 | mixed_bfloat16
+    max_nonfinite_steps: int = 100
+    verbose: int = 1
+
+
+def write_json_atomic(path: str, data) -> None:
+    """Writes JSON through a temporary file and a rename: never a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, path)
+
+
+def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[VideoDataset, VideoDataset]:
+    """A seeded held-out part of the training split for checkpoint selection."""
+    n = len(train)
+    n_held = max(1, int(round(fraction * n)))
+    if n_held >= n:
+        raise D2NetInputError(f"heldout_fraction={fraction} leaves no training videos out of {n}")
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    return train.select(np.sort(perm[n_held:])), train.select(np.sort(perm[:n_held]))
+
+
+def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> LocalizationConfig:
+    dataset = "activitynet" if dataset_name.lower().startswith("activitynet") else "thumos14"
+    base = LocalizationConfig.official(dataset) if preset == "official" else LocalizationConfig.paper(dataset)
+    return dataclasses.replace(base, topk_divisor=int(topk_divisor))
+
+
+def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
+    t = cfg.train
+    if t.weight_decay_mode == "decoupled":
+        return keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
+    if t.weight_decay_mode == "l2":
+        return keras.optimizers.Adam(t.learning_rate)
+    raise D2NetInputError(f"weight_decay_mode must be 'l2' or 'decoupled', got {t.weight_decay_mode!r}")
+
+
+def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
+    """A compiled D2Net whose optimizer variables exist (so checkpoints restore them)."""
+    if run is not None and run.precision not in ("float32", "mixed_bfloat16"):
+        raise D2NetInputError(f"precision must be 'float32' or 'mixed_bfloat16', got {run.precision!r}")
+    keras.mixed_precision.set_global_policy(run.precision if run else "float32")
+    try:
+        wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
+        model = build_model(cfg.model, cfg.loss, wd)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.seed = cfg.train.seed
+    model.compile(optimizer=make_optimizer(cfg), jit_compile=bool(run and run.jit_compile))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def checkpoint_for(model: D2Net) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+
+
+def restore_model(model_dir: str, which: str = "best") -> tuple[D2Net, D2NetConfig]:
+    """Loads `MODEL_DIR/config.json` and the best (or latest) checkpoint."""
+    cfg_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(cfg_path):
+        raise D2NetInputError(f"{model_dir}: not a model directory (no config.json)")
+    with open(cfg_path) as f:
+        cfg = D2NetConfig.from_dict(json.load(f)["config"])
+    model = create_model(cfg)
+    folder = os.path.join(model_dir, "best") if which == "best" else model_dir
+    path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(model_dir)
+    if path is None:
+        raise D2NetInputError(f"{model_dir}: no checkpoint found")
+    checkpoint_for(model).restore(path).expect_partial()
+    return model, cfg
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; training stops after the current step and checkpoints."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _StepCallback(keras.callbacks.Callback):
+    def __init__(self, flag: _StopFlag, manager: tf.train.CheckpointManager, every: int, max_nonfinite: int):
+        super().__init__()
+        self.flag, self.manager, self.every, self.max_nonfinite = flag, manager, every, max_nonfinite
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.train_steps.numpy())
+        if step % self.every == 0:
+            self.manager.save(checkpoint_number=step)
+        if int(self.model.nonfinite_steps.numpy()) > self.max_nonfinite:
+            self.model.stop_training = True
+        if self.flag.stop:
+            self.model.stop_training = True
+
+
+def train_and_evaluate(
+    cfg: D2NetConfig,
+    run: RunConfig,
+    train_set: VideoDataset,
+    test_set: VideoDataset,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Trains (resuming from MODEL_DIR when it holds checkpoints), selects, evaluates, writes results.json."""
+    if run.select_on not in SELECT_ON:
+        raise D2NetInputError(f"select_on must be one of {SELECT_ON}, got {run.select_on!r}")
+    if train_set.feature_dim != cfg.model.feature_dim:
+        raise D2NetInputError(
+            f"features have dimension {train_set.feature_dim}, the model config expects {cfg.model.feature_dim}"
+        )
+    os.makedirs(run.model_dir, exist_ok=True)
+    cfg_path = os.path.join(run.model_dir, "config.json")
+    record = {"config": cfg.to_dict(), "run": dataclasses.asdict(run), "dataset": train_set.name,
+              "classlist": list(train_set.classlist), "snippets_per_second": train_set.snippets_per_second}
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            old = json.load(f)
+        if old.get("config") != record["config"]:
+            raise D2NetInputError(
+                f"{cfg_path}: MODEL_DIR holds a run with a different configuration; "
+                "use a new --model_dir (nothing was overwritten)"
+            )
+    write_json_atomic(cfg_path, record)
+
+    fit_set, select_set = train_set, None
+    if run.select_on == "heldout":
+        fit_set, select_set = split_heldout(train_set, run.heldout_fraction, cfg.train.seed)
+    elif run.select_on == "test":
+        select_set = test_set
+    loc_cfg = localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor)
+
+    model = create_model(cfg, run)
+    ckpt = checkpoint_for(model)
+    manager = tf.train.CheckpointManager(ckpt, run.model_dir, max_to_keep=run.keep_checkpoints)
+    best_manager = tf.train.CheckpointManager(ckpt, os.path.join(run.model_dir, "best"), max_to_keep=1)
+    state_path = os.path.join(run.model_dir, "best", "selection.json")
+    best = {"step": -1, "mAP@0.5": -1.0}
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log(f"resumed from {manager.latest_checkpoint} at step {int(model.train_steps.numpy())}")
+        if os.path.exists(state_path):
+            with open(state_path) as f:
+                best = json.load(f)
+
+    writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tensorboard"))
+    tb = keras.callbacks.TensorBoard(os.path.join(run.model_dir, "tensorboard", "fit"), update_freq=50)
+    total = cfg.train.num_steps
+    t0 = time.time()
+    with _StopFlag() as flag:
+        step_cb = _StepCallback(flag, manager, run.checkpoint_every, run.max_nonfinite_steps)
+        step = int(model.train_steps.numpy())
+        while step < total and not model.stop_training:
+            n = min(run.eval_every - step % run.eval_every, total - step)
+            data = training_dataset(fit_set, cfg.train.batch_size, cfg.train.max_seqlen, cfg.train.seed, step)
+            hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
+            step = int(model.train_steps.numpy())
+            if model.stop_training:
+                manager.save(checkpoint_number=step)
+                if int(model.nonfinite_steps.numpy()) > run.max_nonfinite_steps:
+                    raise FloatingPointError(
+                        f"{int(model.nonfinite_steps.numpy())} steps had a non-finite loss or gradient "
+                        f"(--max_nonfinite_steps={run.max_nonfinite_steps}); stopped at step {step}, checkpoint saved"
+                    )
+                log(f"stopped by signal at step {step}; checkpoint saved")
+                return {"stopped_at_step": step}
+            with writer.as_default(step=step):
+                tf.summary.scalar("x_ref_norm", tf.norm(model.x_ref))
+                tf.summary.scalar("learning_rate", float(model.optimizer.learning_rate.numpy()))
+                tf.summary.scalar("nonfinite_steps", int(model.nonfinite_steps.numpy()))
+                if select_set is not None:
+                    res, _ = evaluate_model(model, select_set, loc_cfg, protocol=run.protocol)
+                    map05 = res["mAP"][list(res["tiou_thresholds"]).index(0.5)] if 0.5 in res["tiou_thresholds"] else res["average_mAP"]
+                    tf.summary.scalar(f"{run.select_on}/mAP@0.5", map05)
+                    tf.summary.scalar(f"{run.select_on}/average_mAP", res["average_mAP"])
+                    tf.summary.scalar(f"{run.select_on}/classification_mAP", res["classification_mAP"])
+                    log(f"step {step}: {run.select_on} mAP@0.5 {map05:.4f} average {res['average_mAP']:.4f} "
+                        f"cls-mAP {res['classification_mAP']:.4f} loss {hist.history['loss'][-1]:.4f}")
+                    if map05 > best["mAP@0.5"]:
+                        best = {"step": step, "mAP@0.5": float(map05)}
+                        best_manager.save(checkpoint_number=step)
+                        write_json_atomic(state_path, best)
+            manager.save(checkpoint_number=step)
+    train_seconds = time.time() - t0
+
+    if run.select_on != "last" and best_manager.latest_checkpoint:
+        ckpt.restore(best_manager.latest_checkpoint).expect_partial()
+    else:
+        best_manager.save(checkpoint_number=int(model.train_steps.numpy()))
+    result, _ = evaluate_model(model, test_set, loc_cfg, protocol=run.protocol)
+    result.update(
+        selected_on=run.select_on,
+        selected_step=best["step"] if run.select_on != "last" else int(model.train_steps.numpy()),
+        selection_mAP_at_0_5=best["mAP@0.5"] if run.select_on != "last" else None,
+        train_seconds=train_seconds,
+        loss_variant=cfg.loss.variant,
+        localization_preset=run.localization_preset,
+        evaluated_on=f"{test_set.name}:{','.join(sorted(set(test_set.subsets.tolist())))}",
+    )
+    write_json_atomic(os.path.join(run.model_dir, "results.json"), result)
+    # Resuming after this point re-trains nothing: the last checkpoint is at num_steps.
+    if run.select_on != "last":
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+    return result
