@@ -148,12 +148,34 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou
 
 
+def _overlapping_pairs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (i, j), i != j, of segments with a positive-length intersection (each pair once)."""
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], ends[order]
+    # Segment k (by start) overlaps the later segments whose start lies in [s_k, e_k).
+    hi = np.searchsorted(s, e, side="left")
+    count = np.maximum(hi - np.arange(len(s)) - 1, 0)
+    total = int(count.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = np.repeat(np.arange(len(s)), count)
+    offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    second = first + 1 + offset
+    return order[first], order[second]
+
+
 def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float) -> np.ndarray:
     """Greedy 1-D non-maximum suppression.
 
     Segments are visited by descending score (stable: equal scores keep input
-    order); a segment suppresses every remaining one whose tIoU with it is
-    strictly greater than `tiou`. The loop runs over kept segments only.
+    order); a kept segment suppresses every later one whose tIoU with it is
+    strictly greater than `tiou`.
+
+    Vectorised: the suppression pairs (tIoU > `tiou`) are found with a sort and
+    `searchsorted`, then the greedy result is resolved by a fixed-point iteration
+    (a segment is kept once all its suppressors are removed, removed as soon as one
+    suppressor is kept). Each round decides at least the best undecided segment; for
+    the nested proposals of `localize_video` a few rounds suffice.
 
     Returns:
       int64 indices of the kept segments, by descending score.
@@ -161,24 +183,36 @@ def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float
     starts = np.asarray(starts, dtype=np.float64).reshape(-1)
     ends = np.asarray(ends, dtype=np.float64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    n = len(scores)
     order = np.argsort(-scores, kind="stable")
-    s, e = starts[order], ends[order]
-    lengths = np.clip(e - s, 0.0, None)
-    alive = np.ones(len(order), dtype=bool)
-    keep = []
-    i = 0
-    n = len(order)
-    while i < n:
-        keep.append(i)
-        inter = np.clip(np.minimum(e[i], e[i + 1:]) - np.maximum(s[i], s[i + 1:]), 0.0, None)
-        union = lengths[i] + lengths[i + 1:] - inter
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-        alive[i + 1:] &= iou <= tiou
-        rest = np.flatnonzero(alive[i + 1:])
-        if rest.size == 0:
+    if n <= 1:
+        return order.astype(np.int64)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    i, j = _overlapping_pairs(starts, ends)
+    if i.size:
+        iou = _pairwise_iou(starts[i], ends[i], starts[j], ends[j])
+        sel = iou > tiou
+        i, j = i[sel], j[sel]
+    # Orient each pair as (suppressor = better rank, suppressed).
+    sup = np.where(rank[i] < rank[j], i, j)
+    sub = np.where(rank[i] < rank[j], j, i)
+    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, 2 removed
+    while True:
+        undecided = state == 0
+        if not undecided.any():
             break
-        i = i + 1 + int(rest[0])
-    return order[np.asarray(keep, dtype=np.int64)]
+        kept_sup = np.bincount(sub[state[sup] == 1], minlength=n) > 0
+        open_sup = np.bincount(sub[state[sup] == 0], minlength=n) > 0
+        state[undecided & kept_sup] = 2
+        state[undecided & ~kept_sup & ~open_sup] = 1
+    return order[state[order] == 1].astype(np.int64)
+
+
+def _pairwise_iou(s1, e1, s2, e2) -> np.ndarray:
+    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0, None)
+    union = np.clip(e1 - s1, 0.0, None) + np.clip(e2 - s2, 0.0, None) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------- #
@@ -335,13 +369,26 @@ def localize_video(
     r = (t[:, classes] * weight[:, None]).T  # [c, s]
 
     # Sec. 3.3: proposals = connected components of r_c > threshold, for every threshold.
-    thr = np.asarray(config.thresholds, dtype=np.float64)
-    mask = r[:, None, :] > thr[None, :, None]  # [c, n_thr, s]
-    padded = np.zeros(mask.shape[:2] + (s + 2,), dtype=np.int8)
-    padded[:, :, 1:-1] = mask
-    d = np.diff(padded, axis=2)  # +1 at a component start, -1 one past its end
-    c_idx, _, start = np.nonzero(d == 1)
-    _, _, end = np.nonzero(d == -1)  # same row-major order: pairs with `start`
+    # Without a [c, n_thr, s] mask: level[i] = number of thresholds below r_c[i]; a
+    # component of threshold t starts where the level rises across t and ends (exclusive)
+    # where it falls back, so the work is O(s + number of proposals).
+    thr = np.sort(np.asarray(config.thresholds, dtype=np.float64))
+    level = np.zeros((r.shape[0], s + 2), np.int64)
+    level[:, 1:-1] = np.searchsorted(thr, r, side="left")  # r > thr[t]  <=>  t < level
+    step = np.diff(level, axis=1)  # [c, s + 1]: step at i = level(snippet i) - level(snippet i - 1)
+
+    def crossings(rows, pos, lo, hi):
+        count = hi - lo
+        rows_r, pos_r = np.repeat(rows, count), np.repeat(pos, count)
+        t = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        # By class, threshold, then position (already in position order within a class).
+        order = np.argsort(rows_r * len(thr) + t, kind="stable")
+        return rows_r[order], pos_r[order]
+
+    rows, pos = np.nonzero(step > 0)
+    c_idx, start = crossings(rows, pos, level[rows, pos], level[rows, pos + 1])
+    rows, pos = np.nonzero(step < 0)
+    _, end = crossings(rows, pos, level[rows, pos + 1], level[rows, pos])
     width = end - start
     ok = width >= config.min_proposal_snippets
     c_idx, start, end, width = c_idx[ok], start[ok], end[ok], width[ok]
@@ -368,20 +415,25 @@ def localize_video(
             return Detections.empty()
     video_max = score.max()
 
-    # Sec. 3.3: class-wise NMS, then keep S > 0.1 * the video's maximum proposal score.
-    out_c, out_s, out_e, out_score = [], [], [], []
-    for ci in np.unique(c_idx):
-        sel = np.flatnonzero(c_idx == ci)
-        kept = sel[nms_1d(start[sel], end[sel], score[sel], config.nms_tiou)]
-        kept = kept[score[kept] > config.final_score_ratio * video_max]
-        out_c.append(np.full(kept.size, classes[ci], np.int32))
-        out_s.append(start[kept])
-        out_e.append(end[kept])
-        out_score.append(score[kept])
-    starts = np.concatenate(out_s).astype(np.float64) / snippets_per_second
-    ends = np.concatenate(out_e).astype(np.float64) / snippets_per_second
-    class_ids = np.concatenate(out_c)
-    return Detections(np.full(class_ids.size, video_id), class_ids, starts, ends, np.concatenate(out_score))
+    # Sec. 3.3: keep S > 0.1 * the video's maximum proposal score. Applied before NMS,
+    # which is exact: a proposal below the bar only suppresses lower-scored ones.
+    # Identical proposals found at several thresholds are merged (same r_c, same score).
+    keep = score > config.final_score_ratio * video_max
+    c_idx, start, end, score = c_idx[keep], start[keep], end[keep], score[keep]
+    key = (c_idx.astype(np.int64) * (s + 1) + start) * (s + 1) + end
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    c_idx, start, end, score = c_idx[first], start[first], end[first], score[first]
+
+    # Sec. 3.3: class-wise NMS, as one NMS over class-offset intervals (classes never overlap).
+    offset = c_idx.astype(np.int64) * (s + 1)
+    kept = nms_1d(start + offset, end + offset, score, config.nms_tiou)
+    kept = kept[np.lexsort((np.arange(kept.size), c_idx[kept]))]  # by class, then by score
+    starts = start[kept].astype(np.float64) / snippets_per_second
+    ends = end[kept].astype(np.float64) / snippets_per_second
+    class_ids = classes[c_idx[kept]].astype(np.int32)
+    score = score[kept]
+    return Detections(np.full(class_ids.size, video_id), class_ids, starts, ends, score)
 
 
 def iter_localize_videos(
