@@ -309,6 +309,8 @@ def _match_padded(
     bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
     locked = np.zeros((n_thr, len(groups), max_g), dtype=bool)
     thr = thresholds[:, None, None]
+    t_rows = np.arange(n_thr)[:, None]
+    a_cols = np.arange(len(groups))[None, :]  # at most one candidate per group and step
     for step in np.split(by_rank, bounds):
         g = group[step]
         io = iou[step]  # [a, max_g]
@@ -317,7 +319,7 @@ def _match_padded(
             j = np.argmax(np.where(avail, io[None], -np.inf), axis=2)  # best tIoU, first on ties
         else:
             j = np.argmax(avail, axis=2)  # first ground truth in order
-        hit = np.take_along_axis(avail, j[:, :, None], axis=2)[:, :, 0]  # [T, a]
+        hit = avail[t_rows, a_cols[:, : step.size], j]  # [T, a]: is the chosen slot available?
         ti, ai = np.nonzero(hit)
         locked[ti, g[ai], j[ti, ai]] = True
         tp[ti, pidx[step[ai]]] = True

@@ -412,3 +412,19 @@ def test_cli_malformed_json(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "gt.json: malformed JSON" in lines[0]
+
+
+def test_ground_truth_cli_converts_wtalc_annotations(tmp_path, capsys):
+    pytest.importorskip("d2net_tf.data.wtalc")
+    from d2net_tf.ground_truth import main as gt_main
+
+    out = str(tmp_path / "gt.json")
+    assert gt_main(["--annotations", THUMOS_DIR, "--subset", "test", "--output", out]) == 0
+    assert "212 videos, 3358 segments, 20 classes" in capsys.readouterr().out
+    back = load_ground_truth_json(out, subset="test")
+    direct = load_thumos_test_gt()
+    assert back.classlist == direct.classlist and back.video_list == direct.video_list
+    np.testing.assert_allclose(back.starts, direct.starts)
+    assert back.ambiguous.keys() == direct.ambiguous.keys()
+    assert gt_main(["--annotations", str(tmp_path / "nope"), "--output", out]) == 2
+    assert "nope: annotation folder does not exist" in capsys.readouterr().err
