@@ -12,7 +12,7 @@ Two protocols:
   - each prediction is matched to the not-yet-matched ground truth (same video,
     same class) with the highest tIoU, provided tIoU >= threshold; otherwise it is
     a false positive. Ground truths with equal tIoU are taken in input order;
-  - tIoU on continuous seconds (``localization.temporal_iou``);
+  - tIoU on continuous seconds (``localization.segment_iou``, shared by NMS);
   - AP = VOC-2011 interpolated area under precision/recall
     (``interpolated_prec_rec``); mAP = mean over the classes that have ground truth;
   - a prediction on a video without ground truth of its class is a false positive.
@@ -25,6 +25,8 @@ Two protocols:
     rounding, as the official code), predictions likewise (exact for detections on
     the snippet grid, such as those of ``localize_video``);
   - tIoU = |intersection| / |union| of the integer index sets;
+  - per class, predictions sorted by descending score with the same stable tie
+    rule as above (the official ``np.argsort(-score)`` is unstable);
   - a prediction is matched to the FIRST unmatched ground truth (ground-truth order:
     video order, then segment order) with tIoU >= threshold;
   - predictions touching an Ambiguous segment (index-set intersection > 0) are
@@ -54,11 +56,13 @@ import numpy as np
 
 import d2net_tf
 from d2net_tf.errors import DataFormatError, D2NetInputError
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, Detections, temporal_iou
+from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, Detections, segment_iou, temporal_iou
 
 __all__ = [
     "Detections",
     "GroundTruth",
+    "segment_iou",
+    "temporal_iou",
     "THUMOS14_TIOU_THRESHOLDS",
     "ACTIVITYNET_TIOU_THRESHOLDS",
     "PROTOCOLS",
@@ -221,13 +225,6 @@ def _index_ranges(starts: np.ndarray, ends: np.ndarray, sps: float) -> tuple[np.
     return np.round(starts * sps), np.round(ends * sps)
 
 
-def _pair_iou(ps, pe, gs, ge, protocol: str) -> np.ndarray:
-    """Elementwise-broadcast tIoU; for "wtalc" the inputs are integer index ranges."""
-    inter = np.clip(np.minimum(pe, ge) - np.maximum(ps, gs), 0.0, None)
-    union = np.clip(pe - ps, 0.0, None) + np.clip(ge - gs, 0.0, None) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def _match(
     gt_key: np.ndarray,
     gt_s: np.ndarray,
@@ -291,7 +288,7 @@ def _match_padded(
     gs_pad = gt_s[gt_rows]
     ge_pad = gt_e[gt_rows]
     # tIoU of each candidate prediction with its group's ground truth: [n_cand, max_g].
-    iou = _pair_iou(pred_s[pidx, None], pred_e[pidx, None], gs_pad[group], ge_pad[group], protocol)
+    iou = segment_iou(pred_s[pidx, None], pred_e[pidx, None], gs_pad[group], ge_pad[group])
     iou = np.where(valid[group], iou, -1.0)
     # Only predictions that reach the lowest threshold can ever match.
     reach = iou.max(axis=1) >= thresholds.min()

@@ -18,8 +18,6 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.evaluation import GroundTruth, ground_truth_to_json
 

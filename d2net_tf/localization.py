@@ -115,12 +115,21 @@ class Detections:
 # --------------------------------------------------------------------------- #
 # tIoU and NMS (shared with evaluation)
 # --------------------------------------------------------------------------- #
-def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Temporal IoU of every segment in `a` with every segment in `b`.
+def segment_iou(s1, e1, s2, e2) -> np.ndarray:
+    """Temporal IoU of segments [s1, e1] and [s2, e2], elementwise with broadcasting.
 
-    Continuous intervals, as ActivityNet's `segment_iou`:
-    `inter = max(0, min(e_a, e_b) - max(s_a, s_b))`, `union = len_a + len_b - inter`.
-    A zero union (two empty segments) gives IoU 0.
+    The one tIoU formula of the package (continuous intervals, as ActivityNet's
+    `segment_iou`): `inter = max(0, min(e1, e2) - max(s1, s2))`,
+    `union = len1 + len2 - inter` (negative lengths count as 0); IoU 0 when the
+    union is empty. On integer snippet ranges [a, b) it is the IoU of the index sets.
+    """
+    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0, None)
+    union = np.clip(np.subtract(e1, s1), 0.0, None) + np.clip(np.subtract(e2, s2), 0.0, None) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Temporal IoU of every segment in `a` with every segment in `b` (`segment_iou`).
 
     Args:
       a: [n, 2] (or [2]) segments `[start, end]`.
@@ -132,13 +141,7 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     a2 = a.reshape(-1, 2)
     b2 = b.reshape(-1, 2)
-    inter = np.minimum(a2[:, None, 1], b2[None, :, 1]) - np.maximum(a2[:, None, 0], b2[None, :, 0])
-    inter = np.clip(inter, 0.0, None)
-    len_a = np.clip(a2[:, 1] - a2[:, 0], 0.0, None)
-    len_b = np.clip(b2[:, 1] - b2[:, 0], 0.0, None)
-    union = len_a[:, None] + len_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    iou = segment_iou(a2[:, None, 0], a2[:, None, 1], b2[None, :, 0], b2[None, :, 1])
     if a.ndim == 1 and b.ndim == 1:
         return iou[0, 0]
     if a.ndim == 1:
@@ -191,7 +194,7 @@ def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float
     rank[order] = np.arange(n)
     i, j = _overlapping_pairs(starts, ends)
     if i.size:
-        iou = _pairwise_iou(starts[i], ends[i], starts[j], ends[j])
+        iou = segment_iou(starts[i], ends[i], starts[j], ends[j])
         sel = iou > tiou
         i, j = i[sel], j[sel]
     # Orient each pair as (suppressor = better rank, suppressed).
@@ -207,12 +210,6 @@ def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float
         state[undecided & kept_sup] = 2
         state[undecided & ~kept_sup & ~open_sup] = 1
     return order[state[order] == 1].astype(np.int64)
-
-
-def _pairwise_iou(s1, e1, s2, e2) -> np.ndarray:
-    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0, None)
-    union = np.clip(e1 - s1, 0.0, None) + np.clip(e2 - s2, 0.0, None) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------- #

@@ -1,7 +1,6 @@
 """Tests of d2net_tf.evaluation: hand-built AP cases, a loop-based reference, JSON I/O and the CLI."""
 
 import json
-import math
 import os
 import subprocess
 import sys

@@ -28,7 +28,7 @@ from d2net_tf.evaluation import (
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder.")
+flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder (then pass --subset, e.g. test).")
 flags.DEFINE_string("predictions", None, "ActivityNet-format results JSON.")
 flags.DEFINE_list("tiou_thresholds", ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"], "tIoU thresholds.")
 flags.DEFINE_string("subset", None, "Evaluate only videos of this subset (e.g. test, validation).")
