@@ -90,12 +90,30 @@ class D2Net(keras.Model):
             "video_scores": L.video_scores(tcam, mask, self.lcfg.topk_divisor),
         }
 
-    def compute_losses(self, batch, outputs, perm, step) -> dict:
-        """All loss terms for a batch dict (features, mask, labels) and its outputs."""
+    def packing_gap(self) -> int:
+        """Zero snippets needed between packed videos: the widest 'same' padding of the TC layers."""
+        m = self.mcfg
+        return max((m.kernel_size - 1) * m.dilation // 2, (m.classifier_kernel_size - 1) * m.classifier_dilation // 2)
+
+    def forward_batch(self, batch, training=False):
+        """Outputs in the per-video layout [B, T, ...] and their mask [B, T], for a padded
+        batch (features [B, T, D], mask) or a packed one (features [1, L, D], mask [1, L],
+        unpack_index [B, T], video_mask [B, T]; see `data.pipeline.pack_videos`)."""
+        outputs = self(batch["features"], snippet_mask=batch["mask"], training=training)
+        if "unpack_index" not in batch:
+            return outputs, batch["mask"]
+        idx = batch["unpack_index"]
+        unpacked = {k: tf.gather(outputs[k][0], idx) for k in ("tcam", "embeddings")}
+        return unpacked, batch["video_mask"]
+
+    def compute_losses(self, batch, outputs, perm, step, mask=None) -> dict:
+        """All loss terms for a batch (labels) and its per-video outputs and mask [B, T]
+        (default: the batch's padded-layout mask)."""
         cfg = self.lcfg
+        mask = batch["mask"] if mask is None else mask
         denoise = tf.logical_and(step >= cfg.denoise_start_step, step % cfg.denoise_every == 0)
         return L.d2net_losses(
-            outputs["tcam"], outputs["embeddings"], batch["labels"], batch["mask"],
+            outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
             self.x_ref, perm, cfg, denoise=denoise,
         )
 
@@ -111,8 +129,8 @@ class D2Net(keras.Model):
         if perm is None:
             perm = self.pairing(tf.shape(batch["labels"])[0], step)
         with tf.GradientTape() as tape:
-            outputs = self(batch["features"], snippet_mask=batch["mask"], training=True)
-            terms = self.compute_losses(batch, outputs, perm, step)
+            outputs, mask = self.forward_batch(batch, training=True)
+            terms = self.compute_losses(batch, outputs, perm, step, mask)
         variables = self.trainable_variables
         grads = tape.gradient(terms["loss"], variables)
         if self.weight_decay > 0:  # PyTorch Adam(weight_decay=): L2 term added to the gradient
@@ -141,9 +159,11 @@ class D2Net(keras.Model):
 
     def test_step(self, data):
         batch = data[0] if isinstance(data, tuple) else data
-        outputs = self(batch["features"], snippet_mask=batch["mask"], training=False)
-        perm = self.pairing(tf.shape(batch["labels"])[0], tf.constant(0, tf.int64))
-        terms = self.compute_losses(batch, outputs, perm, tf.constant(self.lcfg.denoise_start_step, tf.int64))
+        outputs, mask = self.forward_batch(batch, training=False)
+        perm = batch.get("perm")
+        if perm is None:
+            perm = self.pairing(tf.shape(batch["labels"])[0], tf.constant(0, tf.int64))
+        terms = self.compute_losses(batch, outputs, perm, tf.constant(self.lcfg.denoise_start_step, tf.int64), mask)
         for k in LOSS_METRICS:
             self.trackers[k].update_state(terms[k])
         return {k: self.trackers[k].result() for k in LOSS_METRICS}

@@ -45,6 +45,7 @@ class RunConfig:
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
+    packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding
     max_nonfinite_steps: int = 100
     verbose: int = 1
 
@@ -214,7 +215,8 @@ def train_and_evaluate(
         step = int(model.train_steps.numpy())
         while step < total and not model.stop_training:
             n = min(run.eval_every - step % run.eval_every, total - step)
-            data = training_dataset(fit_set, cfg.train.batch_size, cfg.train.max_seqlen, cfg.train.seed, step)
+            gap = model.packing_gap() if run.packed else None
+            data = training_dataset(fit_set, cfg.train.batch_size, cfg.train.max_seqlen, cfg.train.seed, step, gap)
             hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
             step = int(model.train_steps.numpy())
             if model.stop_training:

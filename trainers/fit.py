@@ -51,6 +51,8 @@ flags.DEFINE_enum("protocol", "anet", ["anet", "wtalc"], "Evaluation protocol.")
 flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision of the convolutions.")
+flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
+                     "padding; same results as padded batches).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
 flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 bar, 2 one line per round).")
 
@@ -82,7 +84,7 @@ def main(argv):
     run = RunConfig(
         model_dir=FLAGS.model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
-        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
+        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision, packed=FLAGS.packed,
         max_nonfinite_steps=FLAGS.max_nonfinite_steps, verbose=FLAGS.progress,
     )
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "

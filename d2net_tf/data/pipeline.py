@@ -16,13 +16,17 @@ from d2net_tf.data.dataset import VideoDataset
 
 
 def sample_training_batch(
-    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int
+    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int, pack_gap: int | None = None
 ) -> dict[str, np.ndarray]:
     """Batch `step`: B videos drawn at random (without replacement when possible), each longer
-    than `max_seqlen` cropped to a random window, padded to the batch maximum.
+    than `max_seqlen` cropped to a random window.
 
-    Returns features [B, T, D] float32, mask [B, T] float32 (1 = real snippet),
-    labels [B, C] float32, video_index [B] int64 (index into `dataset`).
+    Padded (pack_gap None): features [B, T, D] float32, mask [B, T] float32 (1 = real
+    snippet), padded to the batch maximum. Packed (pack_gap = g >= 0): the B videos in one
+    sequence separated by g zero snippets, features [1, L, D], mask [1, L], plus
+    unpack_index [B, T] int32 (position in L of each video's snippet t) and
+    video_mask [B, T]; no convolution runs on padding (see `pack_videos`).
+    Both: labels [B, C] float32, video_index [B] int64 (index into `dataset`).
     """
     rng = np.random.default_rng([seed, step])
     n = len(dataset)
@@ -35,23 +39,47 @@ def sample_training_batch(
             start = int(rng.integers(0, t - max_seqlen + 1))
             f = f[start : start + max_seqlen]
         crops.append(f)
-    length = max(c.shape[0] for c in crops)
-    d = crops[0].shape[1]
-    features = np.zeros((batch_size, length, d), np.float32)
-    mask = np.zeros((batch_size, length), np.float32)
-    for b, c in enumerate(crops):
-        features[b, : c.shape[0]] = c
-        mask[b, : c.shape[0]] = 1.0
-    return {
-        "features": features,
-        "mask": mask,
-        "labels": dataset.labels[idx].astype(np.float32),
-        "video_index": idx.astype(np.int64),
-    }
+    batch = pad_videos(crops) if pack_gap is None else pack_videos(crops, pack_gap)
+    batch["labels"] = dataset.labels[idx].astype(np.float32)
+    batch["video_index"] = idx.astype(np.int64)
+    return batch
+
+
+def pad_videos(videos: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """[T_i, D] arrays -> features [B, T, D] zero-padded to the longest, mask [B, T]."""
+    length = max(v.shape[0] for v in videos)
+    features = np.zeros((len(videos), length, videos[0].shape[1]), np.float32)
+    mask = np.zeros((len(videos), length), np.float32)
+    for b, v in enumerate(videos):
+        features[b, : v.shape[0]] = v
+        mask[b, : v.shape[0]] = 1.0
+    return {"features": features, "mask": mask}
+
+
+def pack_videos(videos: list[np.ndarray], gap: int) -> dict[str, np.ndarray]:
+    """[T_i, D] arrays -> one sequence [1, L, D] with `gap` zero snippets between videos.
+
+    With gap >= the widest 'same' padding of the network's convolutions and padding
+    re-zeroed after every layer, each video sees exactly the zeros it would see alone.
+    Returns features [1, L, D], mask [1, L], unpack_index [B, T] int32, video_mask [B, T].
+    """
+    lengths = np.array([v.shape[0] for v in videos])
+    starts = np.concatenate([[0], np.cumsum(lengths + gap)[:-1]])
+    total = int(starts[-1] + lengths[-1])
+    features = np.zeros((1, total, videos[0].shape[1]), np.float32)
+    mask = np.zeros((1, total), np.float32)
+    for s, v in zip(starts, videos):
+        features[0, s : s + v.shape[0]] = v
+        mask[0, s : s + v.shape[0]] = 1.0
+    t = np.arange(lengths.max())
+    video_mask = (t[None, :] < lengths[:, None]).astype(np.float32)
+    unpack_index = np.where(video_mask > 0, starts[:, None] + t[None, :], 0).astype(np.int32)
+    return {"features": features, "mask": mask, "unpack_index": unpack_index, "video_mask": video_mask}
 
 
 def training_dataset(
-    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, start_step: int = 0
+    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, start_step: int = 0,
+    pack_gap: int | None = None,
 ) -> tf.data.Dataset:
     """Endless tf.data pipeline of training batches from `start_step` on, prefetched."""
     d, c = dataset.feature_dim, dataset.num_classes
@@ -59,15 +87,19 @@ def training_dataset(
     def gen() -> Iterator[dict[str, np.ndarray]]:
         step = start_step
         while True:
-            yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step)
+            yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step, pack_gap)
             step += 1
 
+    rows = batch_size if pack_gap is None else 1
     spec = {
-        "features": tf.TensorSpec([batch_size, None, d], tf.float32),
-        "mask": tf.TensorSpec([batch_size, None], tf.float32),
+        "features": tf.TensorSpec([rows, None, d], tf.float32),
+        "mask": tf.TensorSpec([rows, None], tf.float32),
         "labels": tf.TensorSpec([batch_size, c], tf.float32),
         "video_index": tf.TensorSpec([batch_size], tf.int64),
     }
+    if pack_gap is not None:
+        spec["unpack_index"] = tf.TensorSpec([batch_size, None], tf.int32)
+        spec["video_mask"] = tf.TensorSpec([batch_size, None], tf.float32)
     return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
 
 
@@ -88,11 +120,6 @@ def evaluation_batches(
         while end < len(order) and (end - start + 1) * lengths[order[end]] <= max_snippets:
             end += 1
         idx = order[start:end]
-        t = int(lengths[idx].max())
-        feats = np.zeros((len(idx), t, dataset.feature_dim), np.float32)
-        mask = np.zeros((len(idx), t), np.float32)
-        for b, i in enumerate(idx):
-            feats[b, : lengths[i]] = dataset.features[i]
-            mask[b, : lengths[i]] = 1.0
-        yield idx, feats, mask
+        batch = pad_videos([dataset.features[i] for i in idx])
+        yield idx, batch["features"], batch["mask"]
         start = end
