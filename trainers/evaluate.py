@@ -4,7 +4,11 @@
         --tiou_thresholds 0.1,0.2,0.3,0.4,0.5,0.6,0.7 [--subset test] [--protocol anet] \
         [--remove_ambiguous auto|true|false] [--output out.json]
 
-`--ground_truth` is an ActivityNet-style JSON or a W-TALC annotation folder.
+    python -m trainers.evaluate --model_dir DIR --flagfile=configs/thumos14.flags [--data_dir ...]
+
+`--ground_truth` is an ActivityNet-style JSON or a W-TALC annotation folder. With
+`--model_dir` the trained model (its selected checkpoint) runs over the evaluation split
+of the dataset named by the (training) flags, then the detections are evaluated.
 Prints a table (with the protocol) and writes the result JSON. Bad input: one line
 on stderr and exit status 2 (a traceback with --verbosity >= 1).
 """
@@ -27,14 +31,18 @@ from d2net_tf.evaluation import (
     load_ground_truth_json,
 )
 
+from trainers import fit as _fit  # noqa: F401  (the training flags: a model's flagfile is accepted as is)
+from trainers.common import load_dataset_from_flags, split_train_test
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder (then pass --subset, e.g. test).")
 flags.DEFINE_string("predictions", None, "ActivityNet-format results JSON.")
 flags.DEFINE_list("tiou_thresholds", ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"], "tIoU thresholds.")
 flags.DEFINE_string("subset", None, "Evaluate only videos of this subset (e.g. test, validation).")
-flags.DEFINE_enum("protocol", "anet", list(PROTOCOLS), "anet: ActivityNet evaluator; wtalc: W-TALC getLocMAP.")
 flags.DEFINE_enum("remove_ambiguous", "auto", ["auto", "true", "false"], "Drop predictions on Ambiguous segments.")
 flags.DEFINE_string("output", None, "Write the result JSON here.")
+flags.DEFINE_string("detections_output", None, "Model mode: also write the detections (ActivityNet JSON) here.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Model mode: which checkpoint to evaluate.")
 
 
 def load_ground_truth(path: str, subset: str | None):
@@ -69,6 +77,29 @@ def evaluate_predictions_file(
     return result
 
 
+def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_output: str | None = None) -> dict:
+    """Runs the model of `model_dir` over the evaluation split named by the data flags and evaluates it."""
+    from d2net_tf.evaluation import write_detections_json
+    from d2net_tf.inference import evaluate_model
+    from d2net_tf.training import localization_config, restore_model
+
+    model, cfg = restore_model(model_dir, checkpoint)
+    _, test_set = split_train_test(load_dataset_from_flags())
+    if test_set.feature_dim != cfg.model.feature_dim:
+        raise D2NetInputError(
+            f"{model_dir}: the model expects {cfg.model.feature_dim}-dim features, the data has {test_set.feature_dim}"
+        )
+    loc = localization_config(FLAGS.localization, test_set.name, cfg.loss.topk_divisor)
+    thresholds = parse_thresholds(FLAGS.tiou_thresholds) if FLAGS["tiou_thresholds"].present else None
+    remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
+    result, detections = evaluate_model(model, test_set, loc, protocol=FLAGS.protocol,
+                                        tiou_thresholds=thresholds, remove_ambiguous=remove)
+    if detections_output:
+        write_detections_json(detections_output, detections, test_set.classlist)
+    result.update({"model_dir": model_dir, "checkpoint": checkpoint, "localization_preset": FLAGS.localization})
+    return result
+
+
 def write_result(result: dict, output: str | None) -> None:
     print(format_results_table(result))
     if output:
@@ -80,7 +111,10 @@ def write_result(result: dict, output: str | None) -> None:
 def main(argv):
     del argv
     try:
-        # A model mode (--model_dir: run a model, then evaluate) will branch here.
+        if FLAGS.model_dir:
+            result = evaluate_model_dir(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.detections_output)
+            write_result(result, FLAGS.output)
+            return 0
         if not FLAGS.ground_truth or not FLAGS.predictions:
             raise D2NetInputError("--ground_truth and --predictions are required")
         remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
