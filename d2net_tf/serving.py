@@ -1,0 +1,292 @@
+"""Serving: the localization of Sec. 3.3 as TF ops, and the exported SavedModel module.
+
+`localize_tf` is the graph twin of `d2net_tf.localization.localize_video`: the same
+proposals (thresholds, 1-D connected components, outer-inner contrast, class-wise
+greedy NMS, final score filter) computed with TF ops in float64, emitted in the same
+order (by class, then descending score), so a TF Serving client gets segments
+straight from the `localize` signature.
+
+`ServingModule` wraps a trained D2Net (x_ref included, classlist baked in as a
+constant) with two signatures:
+
+  serving_default(features [B, T, D] float32, lengths [B] int32)
+      -> tcam [B, T, C], attention [B, T], video_scores [B, C], embeddings [B, T, D/2]
+  localize(features [T, D] float32, snippets_per_second [] float64)
+      -> class_ids [n] int32, class_names [n] string, starts_s [n] float64,
+         ends_s [n] float64, scores [n] float64
+
+`export_saved_model` writes the TF Serving layout EXPORT/N atomically.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import re
+import shutil
+import tempfile
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from d2net_tf.errors import D2NetInputError
+from d2net_tf.localization import LocalizationConfig
+
+SERVING_SIGNATURE = "serving_default"
+LOCALIZE_SIGNATURE = "localize"
+SERVING_OUTPUTS = ("tcam", "attention", "video_scores", "embeddings")
+LOCALIZE_OUTPUTS = ("class_ids", "class_names", "starts_s", "ends_s", "scores")
+
+
+# --------------------------------------------------------------------------- #
+# In-graph localization (Sec. 3.3)
+# --------------------------------------------------------------------------- #
+def _segment_iou(s1, e1, s2, e2):
+    """`d2net_tf.localization.segment_iou` with TF ops (float64)."""
+    inter = tf.maximum(tf.minimum(e1, e2) - tf.maximum(s1, s2), 0.0)
+    union = tf.maximum(e1 - s1, 0.0) + tf.maximum(e2 - s2, 0.0) - inter
+    pos = union > 0
+    return tf.where(pos, inter / tf.where(pos, union, tf.ones_like(union)), tf.zeros_like(union))
+
+
+def nms_1d_tf(starts, ends, scores, tiou: float):
+    """Greedy 1-D NMS with TF ops; same result and order as `localization.nms_1d`.
+
+    Visits segments by descending score (stable), each kept one suppresses every later
+    one with tIoU > `tiou`. The loop runs once per *kept* segment (O(n) work each).
+
+    Returns:
+      int64 [k] indices of the kept segments, by descending score.
+    """
+    starts = tf.cast(starts, tf.float64)
+    ends = tf.cast(ends, tf.float64)
+    order = tf.argsort(-tf.cast(scores, tf.float64), stable=True)
+    s, e = tf.gather(starts, order), tf.gather(ends, order)
+    n = tf.shape(s)[0]
+    pos = tf.range(n)
+
+    def body(alive, kept):
+        i = tf.reduce_min(tf.where(alive, pos, n))
+        iou = _segment_iou(s[i], e[i], s, e)
+        alive = tf.logical_and(alive, tf.logical_and(iou <= tiou, pos != i))
+        kept = tf.logical_or(kept, tf.equal(pos, i))
+        return alive, kept
+
+    alive0 = tf.ones([n], tf.bool)
+    _, kept = tf.while_loop(
+        lambda alive, kept: tf.reduce_any(alive), body, (alive0, tf.zeros([n], tf.bool)),
+        parallel_iterations=1,
+    )
+    return tf.cast(tf.gather(order, tf.where(kept)[:, 0]), tf.int64)
+
+
+def localize_tf(tcam, attention, snippets_per_second, config: LocalizationConfig = LocalizationConfig()):
+    """Action segments of one video with TF ops (graph twin of `localization.localize_video`).
+
+    Args:
+      tcam: [s, C] float TCAM.
+      attention: [s] float bottom-up attention lambda'.
+      snippets_per_second: scalar float (> 0).
+      config: LocalizationConfig (static: baked into the graph).
+    Returns:
+      dict class_ids [n] int32, starts_s [n] float64, ends_s [n] float64, scores [n] float64,
+      by class then descending score (the order of `localize_video`).
+    """
+    t = tf.cast(tcam, tf.float64)
+    lam = tf.reshape(tf.cast(attention, tf.float64), [-1])
+    sps = tf.cast(snippets_per_second, tf.float64)
+    s32 = tf.shape(t)[0]
+    s = tf.cast(s32, tf.int64)
+
+    # p = top-k mean over time, k = ceil(s / topk_divisor); relevant classes p_c > ratio * max(p).
+    k = tf.maximum(1, tf.cast(tf.math.ceil(tf.cast(s32, tf.float64) / float(config.topk_divisor)), tf.int32))
+    k = tf.minimum(k, s32)
+    top = tf.math.top_k(tf.transpose(t), k=k, sorted=False).values  # [C, k]
+    p = tf.reduce_sum(top, axis=1) / tf.cast(tf.maximum(k, 1), tf.float64)
+    p_max = tf.reduce_max(p)
+    classes = tf.where(tf.logical_and(p > config.class_threshold_ratio * p_max, s32 > 0))[:, 0]  # int64 [c]
+
+    # Refined sequence r_c = lambda' * T_c (official ActivityNet: lambda' * rescale / max lambda').
+    weight = lam
+    if config.attention_rescale is not None:
+        m = tf.reduce_max(lam)
+        safe = tf.where(m > 0, m, tf.ones_like(m))
+        weight = tf.where(m > 0, lam * (float(config.attention_rescale) / safe), tf.zeros_like(lam))
+    r = tf.transpose(tf.gather(t, classes, axis=1) * weight[:, None])  # [c, s]
+
+    # Proposals: connected components of r_c > thr for every threshold, ordered by
+    # class, threshold, then position (tf.where is row-major).
+    thr = tf.constant(np.sort(np.asarray(config.thresholds, dtype=np.float64)))
+    above = tf.cast(r[:, None, :] > thr[None, :, None], tf.int8)  # [c, n_thr, s]
+    above = tf.pad(above, [[0, 0], [0, 0], [1, 1]])
+    step = above[:, :, 1:] - above[:, :, :-1]  # [c, n_thr, s + 1]
+    rise = tf.where(step > 0)
+    fall = tf.where(step < 0)
+    c_idx, start, end = rise[:, 0], rise[:, 2], fall[:, 2]
+    width = end - start
+    ok = width >= config.min_proposal_snippets
+    c_idx, start, end, width = (tf.boolean_mask(x, ok) for x in (c_idx, start, end, width))
+
+    # Outer-inner contrast with inflation = max(min_inflation, floor(ratio * width + 0.5)).
+    csum = tf.concat([tf.zeros([tf.shape(r)[0], 1], tf.float64), tf.cumsum(r, axis=1)], axis=1)  # [c, s + 1]
+
+    def at(idx):
+        return tf.gather_nd(csum, tf.stack([c_idx, idx], axis=1))
+
+    width_f = tf.cast(width, tf.float64)
+    inflation = tf.cast(
+        tf.maximum(tf.constant(float(config.min_inflation), tf.float64), tf.floor(config.outer_ratio * width_f + 0.5)), tf.int64
+    )
+    left = tf.maximum(start - inflation, 0)
+    right = tf.minimum(end + inflation, s)
+    inner = (at(end) - at(start)) / width_f
+    n_out = (start - left) + (right - end)
+    out_sum = (at(start) - at(left)) + (at(right) - at(end))
+    outer = tf.where(n_out > 0, out_sum / tf.cast(tf.maximum(n_out, 1), tf.float64), tf.zeros_like(out_sum))
+    score = inner - outer
+    if config.max_outer_inner is not None:
+        keep = (outer - inner + 1.0) / 2.0 <= config.max_outer_inner
+        c_idx, start, end, score = (tf.boolean_mask(x, keep) for x in (c_idx, start, end, score))
+
+    # Keep S > ratio * max S (before NMS, as numpy), then merge identical proposals (first kept).
+    video_max = tf.reduce_max(score)
+    keep = score > config.final_score_ratio * video_max
+    c_idx, start, end, score = (tf.boolean_mask(x, keep) for x in (c_idx, start, end, score))
+    key = (c_idx * (s + 1) + start) * (s + 1) + end
+    uniq, uid = tf.unique(key, out_idx=tf.int32)
+    first = tf.math.unsorted_segment_min(tf.range(tf.shape(key)[0]), uid, tf.shape(uniq)[0])
+    c_idx, start, end, score = (tf.gather(x, first) for x in (c_idx, start, end, score))
+
+    # Class-wise NMS as one NMS over class-offset intervals, then by class (stable) then score.
+    offset = c_idx * (s + 1)
+    kept = nms_1d_tf(tf.cast(start + offset, tf.float64), tf.cast(end + offset, tf.float64), score, config.nms_tiou)
+    kept = tf.gather(kept, tf.argsort(tf.gather(c_idx, kept), stable=True))
+    return {
+        "class_ids": tf.cast(tf.gather(classes, tf.gather(c_idx, kept)), tf.int32),
+        "starts_s": tf.cast(tf.gather(start, kept), tf.float64) / sps,
+        "ends_s": tf.cast(tf.gather(end, kept), tf.float64) / sps,
+        "scores": tf.gather(score, kept),
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Exported module
+# --------------------------------------------------------------------------- #
+class ServingModule(tf.Module):
+    """A trained D2Net with the `serving_default` and `localize` signatures.
+
+    Args:
+      model: built D2Net (its variables, x_ref included, are tracked and saved).
+      classlist: sequence of str class names (baked in as a constant).
+      localization: LocalizationConfig used by `localize` (static).
+    """
+
+    def __init__(self, model, classlist: Sequence[str], localization: LocalizationConfig):
+        super().__init__(name="d2net_serving")
+        self.model = model
+        self.classlist = [str(c) for c in classlist]
+        if len(self.classlist) != model.mcfg.num_classes:
+            raise D2NetInputError(
+                f"classlist has {len(self.classlist)} names, the model has {model.mcfg.num_classes} classes"
+            )
+        self.localization = localization
+        d = model.mcfg.feature_dim
+        self.serve = tf.function(
+            self._serve, autograph=False,
+            input_signature=[tf.TensorSpec([None, None, d], tf.float32, name="features"),
+                             tf.TensorSpec([None], tf.int32, name="lengths")],
+        )
+        self.localize = tf.function(
+            self._localize, autograph=False,
+            input_signature=[tf.TensorSpec([None, d], tf.float32, name="features"),
+                             tf.TensorSpec([], tf.float64, name="snippets_per_second")],
+        )
+
+    def _serve(self, features, lengths):
+        mask = tf.sequence_mask(lengths, tf.shape(features)[1], dtype=tf.float32)
+        out = self.model(features, snippet_mask=mask, training=False)
+        return {k: tf.identity(out[k], name=k) for k in SERVING_OUTPUTS}
+
+    def _localize(self, features, snippets_per_second):
+        tf.debugging.assert_positive(snippets_per_second, message="snippets_per_second must be > 0")
+        out = self.model(features[None], snippet_mask=tf.ones([1, tf.shape(features)[0]], tf.float32),
+                         training=False)
+        tcam = tf.debugging.assert_all_finite(out["tcam"][0], "tcam must be finite (NaN/inf in features?)")
+        det = localize_tf(tcam, out["attention"][0], snippets_per_second, self.localization)
+        names = tf.constant(self.classlist, dtype=tf.string)
+        det["class_names"] = tf.gather(names, det["class_ids"])
+        return {k: tf.identity(det[k], name=k) for k in LOCALIZE_OUTPUTS}
+
+    def signatures(self) -> dict:
+        return {SERVING_SIGNATURE: self.serve.get_concrete_function(),
+                LOCALIZE_SIGNATURE: self.localize.get_concrete_function()}
+
+
+def read_model_dir(model_dir: str, preset: str | None = None, which: str = "best"):
+    """(model, classlist, LocalizationConfig, record) of a trained MODEL_DIR.
+
+    `preset` (official | paper) defaults to the run's `localization_preset`.
+    """
+    from d2net_tf.training import localization_config, restore_model
+
+    model, cfg = restore_model(model_dir, which=which)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        record = json.load(f)
+    classlist = record.get("classlist") or [f"class_{i}" for i in range(cfg.model.num_classes)]
+    preset = preset or record.get("run", {}).get("localization_preset", "official")
+    if preset not in ("official", "paper"):
+        raise D2NetInputError(f"localization preset must be 'official' or 'paper', got {preset!r}")
+    loc = localization_config(preset, record.get("dataset", "thumos14"), cfg.loss.topk_divisor)
+    return model, classlist, loc, record
+
+
+def existing_versions(export_dir: str) -> list[int]:
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
+
+
+def export_saved_model(module: ServingModule, export_dir: str, version: int | None = None) -> str:
+    """Writes `module` as EXPORT/N (TF Serving layout); returns the version folder.
+
+    Written into a temporary folder inside EXPORT and renamed, so a failed export leaves
+    nothing behind. An existing version is never overwritten (FileExistsError).
+    Default version: 1 + the largest existing one (1 for a new EXPORT).
+    """
+    if version is None:
+        version = max(existing_versions(export_dir), default=0) + 1
+    if version < 0:
+        raise D2NetInputError(f"--version must be >= 0, got {version}")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final} already exists; choose another --version (nothing was overwritten)")
+    os.makedirs(export_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=export_dir, prefix=f".tmp-{version}-")
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        if os.path.exists(final):
+            raise FileExistsError(f"{final} appeared during the export (nothing was overwritten)")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` through a temporary file in the same folder and os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
