@@ -8,6 +8,7 @@ of (seed, step), so a restarted job resumes exactly where the last checkpoint wa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -47,6 +48,7 @@ class RunConfig:
     precision: str = "float32"  # float32 | mixed_bfloat16
     packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding
     max_nonfinite_steps: int = 100
+    deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
     verbose: int = 1
 
 
@@ -100,8 +102,36 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
     return model
 
 
+def seed_generator_states(model: keras.Model) -> list:
+    """The state variables of the Keras seed generators (dropout) in `model`, in layer order.
+
+    Keras does not track them for tf.train.Checkpoint; without them a resumed run would draw
+    other dropout masks than an uninterrupted one.
+    """
+    states = []
+    for layer in model._flatten_layers():
+        for gen in getattr(layer, "_seed_generators", None) or []:
+            states.append(gen.state)
+    return states
+
+
 def checkpoint_for(model: D2Net) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    return tf.train.Checkpoint(model=model, optimizer=model.optimizer, dropout_rng=seed_generator_states(model))
+
+
+def save_once(manager: tf.train.CheckpointManager, step: int) -> None:
+    """Saves checkpoint `step` unless it is already the latest: re-writing the latest checkpoint
+    in place could leave it half-written (index and data of different saves) if killed meanwhile."""
+    latest = manager.latest_checkpoint
+    if latest is not None and latest.endswith(f"-{step}"):
+        return
+    manager.save(checkpoint_number=step)
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds Python, NumPy, TF and Keras (weight init, dropout) and forces deterministic TF ops."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def restore_model(model_dir: str, which: str = "best") -> tuple[D2Net, D2NetConfig]:
@@ -151,7 +181,7 @@ class _StepCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.train_steps.numpy())
         if step % self.every == 0:
-            self.manager.save(checkpoint_number=step)
+            save_once(self.manager, step)
         if int(self.model.nonfinite_steps.numpy()) > self.max_nonfinite:
             self.model.stop_training = True
         if self.flag.stop:
@@ -163,7 +193,7 @@ def train_and_evaluate(
     run: RunConfig,
     train_set: VideoDataset,
     test_set: VideoDataset,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = functools.partial(print, flush=True),
 ) -> dict:
     """Trains (resuming from MODEL_DIR when it holds checkpoints), selects, evaluates, writes results.json."""
     if run.select_on not in SELECT_ON:
@@ -193,6 +223,8 @@ def train_and_evaluate(
         select_set = test_set
     loc_cfg = localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor)
 
+    if run.deterministic:
+        make_deterministic(cfg.train.seed)
     model = create_model(cfg, run)
     ckpt = checkpoint_for(model)
     manager = tf.train.CheckpointManager(ckpt, run.model_dir, max_to_keep=run.keep_checkpoints)
@@ -220,7 +252,7 @@ def train_and_evaluate(
             hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
             step = int(model.train_steps.numpy())
             if model.stop_training:
-                manager.save(checkpoint_number=step)
+                save_once(manager, step)
                 if int(model.nonfinite_steps.numpy()) > run.max_nonfinite_steps:
                     raise FloatingPointError(
                         f"{int(model.nonfinite_steps.numpy())} steps had a non-finite loss or gradient "
@@ -244,7 +276,7 @@ def train_and_evaluate(
                         best = {"step": step, "mAP@0.5": float(map05)}
                         best_manager.save(checkpoint_number=step)
                         write_json_atomic(state_path, best)
-            manager.save(checkpoint_number=step)
+            save_once(manager, step)
     train_seconds = time.time() - t0
 
     if run.select_on != "last" and best_manager.latest_checkpoint:

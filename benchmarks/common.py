@@ -1,0 +1,76 @@
+"""Shared helpers of the benchmarks: timing, FLOP counts, machine description, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median / min / max seconds of `fn()` over `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": float(np.median(times)), "min_s": float(np.min(times)), "max_s": float(np.max(times))}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def conv_flops_per_snippet(feature_dim: int, num_classes: int, kernel: int = 3, classifier_kernel: int = 1) -> float:
+    """Forward conv FLOPs of D2-Net per snippet: 2 streams x (2 TC layers + classifier), 2 FLOP/MAC."""
+    half = feature_dim // 2
+    return 2 * 2 * (2 * kernel * half * half + classifier_kernel * half * num_classes)
+
+
+def train_flops_per_snippet(feature_dim: int, num_classes: int, kernel: int = 3, classifier_kernel: int = 1) -> float:
+    """Forward + backward conv FLOPs per snippet (backward = 2x forward, minus the first layer's
+    input gradient, which is not needed for the features)."""
+    half = feature_dim // 2
+    forward = conv_flops_per_snippet(feature_dim, num_classes, kernel, classifier_kernel)
+    first_layer = 2 * 2 * kernel * half * half
+    return 3 * forward - first_layer
+
+
+def matmul_peak_gflops(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+    """Measured GFLOP/s of a large square matmul (the machine's practical peak) in this run."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    b = tf.random.normal([n, n], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    mm = tf.function(lambda: tf.matmul(a, b))
+    t = time_calls(lambda: mm().numpy(), repeats)
+    return 2 * n**3 / t["min_s"] / 1e9
+
+
+def machine_header() -> str:
+    import tensorflow as tf
+
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (default)")
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; "
+        f"Python {platform.python_version()}; TensorFlow {tf.__version__}; oneDNN: {onednn}"
+    )
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
