@@ -14,7 +14,6 @@ from d2net_tf.errors import D2NetInputError
 DATASET_NAMES = {"thumos14": "Thumos14reduced", "activitynet12": "ActivityNet1.2"}
 
 FLAGS = flags.FLAGS
-FLAGS.set_default("verbosity", -1)  # warnings and errors only; --verbosity=0 for INFO logs
 
 
 def define_data_flags() -> None:
@@ -64,6 +63,8 @@ def run_cli(main):
     """Wraps an absl main: bad input -> one line on stderr and exit status 2 (traceback with --verbosity>=1)."""
 
     def wrapped(argv):
+        if not FLAGS["verbosity"].present:  # warnings and errors only; --verbosity=0 shows INFO logs
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except (D2NetInputError, FileNotFoundError, PermissionError, IsADirectoryError, FileExistsError) as e:
