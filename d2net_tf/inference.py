@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from d2net_tf.data.dataset import VideoDataset
-from d2net_tf.data.pipeline import evaluation_batches
+from d2net_tf.data.pipeline import evaluation_packs
 from d2net_tf.evaluation import (
     ACTIVITYNET_TIOU_THRESHOLDS,
     THUMOS14_TIOU_THRESHOLDS,
@@ -30,21 +30,30 @@ def compiled_forward(model) -> tf.types.experimental.GenericFunction:
     return forward
 
 
+def topk_mean(tcam: np.ndarray, divisor: float) -> np.ndarray:
+    """Video scores p: mean of the top ceil(s / divisor) values of each class over time. [C]."""
+    k = max(1, int(np.ceil(tcam.shape[0] / divisor)))
+    return -np.partition(-tcam, k - 1, axis=0)[:k].mean(axis=0)
+
+
 def predict_videos(
-    model, dataset: VideoDataset, max_snippets: int = 20000
+    model, dataset: VideoDataset, max_snippets: int = 50000
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Yields (video_id, tcam [T, C], attention [T], video_scores [C]) for every video.
 
-    Videos run in length-sorted padded batches of at most `max_snippets` snippets; the
-    network re-zeroes padding after every layer, so each output equals the video run alone.
+    Videos run packed into sequences of at most `max_snippets` snippets with zero gaps as
+    wide as the convolutions' padding (no convolution on padding); each output equals the
+    video run alone.
     """
     forward = compiled_forward(model)
-    for idx, feats, mask in evaluation_batches(dataset, max_snippets):
-        out = forward(tf.constant(feats), tf.constant(mask))
-        tcam, att, p = out["tcam"].numpy(), out["attention"].numpy(), out["video_scores"].numpy()
-        for b, i in enumerate(idx):
-            t = int(mask[b].sum())
-            yield str(dataset.video_ids[i]), tcam[b, :t], att[b, :t], p[b]
+    divisor = model.lcfg.topk_divisor
+    for idx, batch, starts in evaluation_packs(dataset, model.packing_gap(), max_snippets):
+        out = forward(tf.constant(batch["features"]), tf.constant(batch["mask"]))
+        tcam, att = out["tcam"].numpy()[0], out["attention"].numpy()[0]
+        for i, s in zip(idx, starts):
+            t = dataset.features[i].shape[0]
+            video_tcam = tcam[s : s + t]
+            yield str(dataset.video_ids[i]), video_tcam, att[s : s + t], topk_mean(video_tcam, divisor)
 
 
 def default_tiou_thresholds(dataset_name: str) -> tuple[float, ...]:
@@ -59,7 +68,7 @@ def evaluate_model(
     protocol: str = "anet",
     tiou_thresholds=None,
     remove_ambiguous: bool | None = None,
-    max_snippets: int = 20000,
+    max_snippets: int = 50000,
 ) -> tuple[dict, "Detections"]:  # noqa: F821
     """Localization mAP (and classification mAP) of `model` on all videos of `dataset`."""
     scores, order = [], []

@@ -103,23 +103,24 @@ def training_dataset(
     return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
 
 
-def evaluation_batches(
-    dataset: VideoDataset, max_snippets: int = 20000
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Whole videos at full length, grouped into padded batches of similar length.
+def evaluation_packs(
+    dataset: VideoDataset, gap: int, max_snippets: int = 50000
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+    """Whole videos at full length, packed into sequences of at most `max_snippets` snippets.
 
-    Yields (indices [b], features [b, T, D], mask [b, T]) with b * T <= max_snippets
-    (a single video longer than that is its own batch). Sorting by length keeps padding
-    small; outputs are identical to running each video alone (the network re-zeroes padding).
+    Yields (indices [b], packed batch of `pack_videos` (features [1, L, D], mask [1, L], ...),
+    starts [b] = position of each video in the sequence). A video longer than
+    `max_snippets` is its own pack. Outputs equal running each video alone (see `pack_videos`).
     """
     lengths = np.array([f.shape[0] for f in dataset.features])
-    order = np.argsort(lengths, kind="stable")
     start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * lengths[order[end]] <= max_snippets:
+    while start < len(lengths):
+        end, total = start + 1, lengths[start]
+        while end < len(lengths) and total + gap + lengths[end] <= max_snippets:
+            total += gap + lengths[end]
             end += 1
-        idx = order[start:end]
-        batch = pad_videos([dataset.features[i] for i in idx])
-        yield idx, batch["features"], batch["mask"]
+        idx = np.arange(start, end)
+        batch = pack_videos([dataset.features[i] for i in idx], gap)
+        starts = np.concatenate([[0], np.cumsum(lengths[idx] + gap)[:-1]])
+        yield idx, batch, starts
         start = end
