@@ -225,7 +225,7 @@ def test_training_decreases_loss(variant, jit):
     loss_cfg = dataclasses.replace(preset("official").loss, variant=variant, denoise_start_step=0, denoise_every=1,
                                    xref_momentum=1.0)
     model = build_model(model_cfg(), loss_cfg)
-    compile_model(model, jit_compile=jit)
+    compile_model(model, jit_compile=jit, run_eagerly=not jit)
     set_xref(model)
     batch = make_batch(lengths=(10, 9, 8, 10), t=10, seed=5)
     before = eval_loss(model, batch)
