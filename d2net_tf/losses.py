@@ -200,21 +200,25 @@ def _masked_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
-def d2net_losses(
+# Per-video statistics: everything the batch-level losses need, with a leading batch axis.
+# A multi-replica step all-gathers them (axis 0) and evaluates `losses_from_statistics` on
+# the global batch, so N replicas compute exactly the single-device losses.
+STATISTICS = ("p", "labels", "valid", "x_fg", "x_bg", "bg_emb", "u1", "snip_sum", "snip_weight")
+
+
+def per_video_statistics(
     tcam: tf.Tensor,
     embeddings: tf.Tensor,
     labels: tf.Tensor,
     mask: tf.Tensor,
     x_ref: tf.Tensor,
-    perm: tf.Tensor,
     cfg: LossConfig,
-    denoise: tf.Tensor | bool = True,
 ) -> dict[str, tf.Tensor]:
-    """All loss terms of a mini-batch for the variant `cfg.variant` (Eq. 1 and 11).
+    """Per-video quantities of a (local) batch, each [B, ...] (no cross-video reduction).
 
-    Returns a dict with `loss` (the total) and every term: `dis`, `snippet`, `video`,
-    `w_fb`, `w_fg`, `w_bg` (batch means), `pdmi_dropped` (count of dropped pDMI terms),
-    `bg_embedding` [D] (the batch's background embedding for the x_ref EMA, Eq. 8).
+    p [B, C] video scores, labels [B, C], valid [B] (counts in L_Dis), x_fg / x_bg [B, D]
+    (Eq. 2), bg_emb [B, D] (Eq. 8 source, no gradient), and for the denoising variants
+    u1 [B, 2, 2] (Eq. 9, `d2net`) or snip_sum / snip_weight [B] (`d2net_l1` / `d2net_bce`).
     """
     mask = tf.cast(mask, tf.float32)
     labels = tf.cast(labels, tf.float32)
@@ -222,9 +226,52 @@ def d2net_losses(
     lam = top_down_attention(tcam)
     s = tf.reduce_sum(mask, 1)
     valid = tf.cast((s >= cfg.min_valid_snippets) & (tf.reduce_sum(labels, 1) > 0), tf.float32)
-
     x_fg, x_bg = foreground_background_embeddings(embeddings, lam, mask, cfg)
-    zeros_b = tf.zeros_like(s)
+
+    if cfg.xref_source == "most_background_snippet":
+        idx = tf.argmax(tf.where(mask > 0, 1.0 - lam, -1.0), axis=1, output_type=tf.int32)
+        bg_emb = tf.gather(tf.cast(embeddings, tf.float32), idx, batch_dims=1)
+    elif cfg.xref_source == "background_embedding":
+        bg_emb = x_bg
+    else:
+        raise ValueError(f"xref_source must be 'most_background_snippet' or 'background_embedding', got {cfg.xref_source!r}")
+    stats = {"p": p, "labels": labels, "valid": valid, "x_fg": x_fg, "x_bg": x_bg,
+             "bg_emb": tf.stop_gradient(bg_emb)}
+
+    if cfg.variant.startswith("d2net"):
+        att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref))
+        fg, bg = snippet_selection(att_bu, mask, cfg)
+        lam_fg = top_down_attention(tcam, labels) if cfg.labelled_class_fg_attention else lam
+        if cfg.variant == "d2net":
+            stats["u1"] = snippet_joint_matrix(lam_fg, lam, fg, bg, cfg.count_normalised_y)
+        elif cfg.variant in ("d2net_l1", "d2net_bce"):
+            # Table 4 ablation: L1 / BCE on the same pseudo labels in place of pDMI
+            # (snippets: lambda vs 1 at pseudo-fg, 0 at pseudo-bg; videos: p vs y).
+            if cfg.variant == "d2net_l1":
+                snip = fg * tf.abs(1.0 - lam_fg) + bg * tf.abs(lam)
+            else:
+                eps = cfg.clip_eps
+                snip = -fg * tf.math.log(tf.maximum(lam_fg, eps)) - bg * tf.math.log(tf.maximum(1.0 - lam, eps))
+            weight = fg + bg
+            stats["snip_sum"] = tf.reduce_sum(snip * weight, 1)
+            stats["snip_weight"] = tf.reduce_sum(weight, 1)
+        else:
+            raise ValueError(f"unknown loss variant {cfg.variant!r}")
+    elif cfg.variant not in ("ce", "focal", "dis"):
+        raise ValueError(f"unknown loss variant {cfg.variant!r}")
+    return stats
+
+
+def losses_from_statistics(
+    stats: dict[str, tf.Tensor], perm: tf.Tensor, cfg: LossConfig, denoise: tf.Tensor | bool = True
+) -> dict[str, tf.Tensor]:
+    """All loss terms (see `d2net_losses`) from the per-video statistics of the whole batch.
+
+    `perm` [B] is the Eq. 3 pairing over the rows of `stats`.
+    """
+    p, labels, valid = stats["p"], stats["labels"], stats["valid"]
+    x_fg, x_bg = stats["x_fg"], stats["x_bg"]
+    zeros_b = tf.zeros_like(valid)
     if cfg.variant in ("ce", "focal"):
         w_fb = w_fg = w_bg = zeros_b
     else:
@@ -233,42 +280,26 @@ def d2net_losses(
     dis = discriminative_loss(p, labels, w_fb, w_fg, w_bg, valid, cfg, beta=beta)
 
     # Eq. 8: background embedding of the batch for the x_ref EMA.
-    if cfg.xref_source == "most_background_snippet":
-        idx = tf.argmax(tf.where(mask > 0, 1.0 - lam, -1.0), axis=1, output_type=tf.int32)
-        bg_emb = tf.gather(tf.cast(embeddings, tf.float32), idx, batch_dims=1)
-    elif cfg.xref_source == "background_embedding":
-        bg_emb = x_bg
-    else:
-        raise ValueError(f"xref_source must be 'most_background_snippet' or 'background_embedding', got {cfg.xref_source!r}")
-    bg_embedding = tf.reduce_mean(tf.stop_gradient(bg_emb), 0)
+    bg_embedding = tf.reduce_mean(tf.stop_gradient(stats["bg_emb"]), 0)
 
     snippet = video = tf.constant(0.0)
     dropped = tf.constant(0.0)
     if cfg.variant.startswith("d2net"):
-        att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref))
-        fg, bg = snippet_selection(att_bu, mask, cfg)
-        lam_fg = top_down_attention(tcam, labels) if cfg.labelled_class_fg_attention else lam
         if cfg.variant == "d2net":
-            u1 = snippet_joint_matrix(lam_fg, lam, fg, bg, cfg.count_normalised_y)
-            l1, ok1 = pdmi(u1, cfg.pdmi_rel_tol)
+            l1, ok1 = pdmi(stats["u1"], cfg.pdmi_rel_tol)
             snippet = tf.reduce_mean(l1)
             u2 = video_joint_matrix(p, labels, cfg)
             video, ok2 = pdmi(u2, cfg.pdmi_rel_tol)
             dropped = tf.reduce_sum(1.0 - tf.cast(ok1, tf.float32)) + 1.0 - tf.cast(ok2, tf.float32)
         else:
-            # Table 4 ablation: L1 / BCE on the same pseudo labels in place of pDMI
-            # (snippets: lambda vs 1 at pseudo-fg, 0 at pseudo-bg; videos: p vs y).
             pc = tf.clip_by_value(p, cfg.clip_eps, 1.0 - cfg.clip_eps)
             if cfg.variant == "d2net_l1":
-                snip = fg * tf.abs(1.0 - lam_fg) + bg * tf.abs(lam)
                 vid = tf.reduce_mean(tf.abs(pc - labels))
             elif cfg.variant == "d2net_bce":
-                eps = cfg.clip_eps
-                snip = -fg * tf.math.log(tf.maximum(lam_fg, eps)) - bg * tf.math.log(tf.maximum(1.0 - lam, eps))
                 vid = -tf.reduce_mean(labels * tf.math.log(pc) + (1.0 - labels) * tf.math.log(1.0 - pc))
             else:
                 raise ValueError(f"unknown loss variant {cfg.variant!r}")
-            snippet = _masked_mean(snip, fg + bg)
+            snippet = tf.reduce_sum(stats["snip_sum"]) / tf.maximum(tf.reduce_sum(stats["snip_weight"]), 1.0)
             video = vid
         on = tf.cast(denoise, tf.float32)
         snippet, video = snippet * on, video * on
@@ -287,3 +318,24 @@ def d2net_losses(
         "pdmi_dropped": dropped,
         "bg_embedding": bg_embedding,
     }
+
+
+def d2net_losses(
+    tcam: tf.Tensor,
+    embeddings: tf.Tensor,
+    labels: tf.Tensor,
+    mask: tf.Tensor,
+    x_ref: tf.Tensor,
+    perm: tf.Tensor,
+    cfg: LossConfig,
+    denoise: tf.Tensor | bool = True,
+) -> dict[str, tf.Tensor]:
+    """All loss terms of a mini-batch for the variant `cfg.variant` (Eq. 1 and 11).
+
+    Returns a dict with `loss` (the total) and every term: `dis`, `snippet`, `video`,
+    `w_fb`, `w_fg`, `w_bg` (batch means), `pdmi_dropped` (count of dropped pDMI terms),
+    `bg_embedding` [D] (the batch's background embedding for the x_ref EMA, Eq. 8).
+    Equals `losses_from_statistics(per_video_statistics(...), perm, cfg, denoise)`.
+    """
+    stats = per_video_statistics(tcam, embeddings, labels, mask, x_ref, cfg)
+    return losses_from_statistics(stats, perm, cfg, denoise)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -13,6 +14,21 @@ from d2net_tf.config import LossConfig, ModelConfig
 from d2net_tf.layers import TemporalConvStream
 
 LOSS_METRICS = ("loss", "dis", "snippet", "video", "w_fb", "w_fg", "w_bg")
+
+
+def gather_statistics(stats: dict, ctx) -> dict:
+    """All-gathers a dict of per-video [B_local, ...] float32 tensors along axis 0 in ONE
+    collective: packed into [B_local, K] (K = sum of the per-video sizes), gathered to
+    [B_global, K], unpacked. (One all_gather of a list of differently shaped tensors also
+    fails to differentiate in TF 2.21: its gradient stacks them.)"""
+    keys = sorted(stats)
+    widths = [int(np.prod(stats[k].shape[1:])) for k in keys]
+    flat = tf.concat([tf.reshape(tf.cast(stats[k], tf.float32), [-1, w]) for k, w in zip(keys, widths)], axis=1)
+    gathered = ctx.all_gather(flat, axis=0)
+    out = {}
+    for k, part in zip(keys, tf.split(gathered, widths, axis=1)):
+        out[k] = tf.reshape(part, [-1] + stats[k].shape[1:].as_list())
+    return out
 
 
 @keras.saving.register_keras_serializable(package="d2net_tf")
@@ -51,13 +67,18 @@ class D2Net(keras.Model):
         )
         self.rgb_stream = TemporalConvStream(name="rgb_stream", **stream_args)
         self.flow_stream = TemporalConvStream(name="flow_stream", **stream_args)
+        # Identical on every replica under tf.distribute (each replica assigns the same value,
+        # computed from all-gathered statistics); "only_first_replica" lets a replica-context
+        # assign of a mirrored variable take replica 0's value. One copy is saved.
         self.x_ref = self.add_weight(
-            shape=(m.feature_dim // 2,), initializer="zeros", trainable=False, name="x_ref", dtype="float32"
+            shape=(m.feature_dim // 2,), initializer="zeros", trainable=False, name="x_ref", dtype="float32",
+            aggregation="only_first_replica",
         )
         self.train_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                           name="train_steps", dtype="int64")
+                                           name="train_steps", dtype="int64", aggregation="only_first_replica")
         self.nonfinite_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                               name="nonfinite_steps", dtype="int64")
+                                               name="nonfinite_steps", dtype="int64",
+                                               aggregation="only_first_replica")
         self.trackers = {k: keras.metrics.Mean(name=k) for k in LOSS_METRICS}
         self.trackers["pdmi_dropped"] = keras.metrics.Sum(name="pdmi_dropped")
         self.trackers["skipped_nonfinite"] = keras.metrics.Sum(name="skipped_nonfinite")
@@ -111,11 +132,39 @@ class D2Net(keras.Model):
         (default: the batch's padded-layout mask)."""
         cfg = self.lcfg
         mask = batch["mask"] if mask is None else mask
-        denoise = tf.logical_and(step >= cfg.denoise_start_step, step % cfg.denoise_every == 0)
         return L.d2net_losses(
             outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
-            self.x_ref, perm, cfg, denoise=denoise,
+            self.x_ref, perm, cfg, denoise=self._denoise(step),
         )
+
+    def _denoise(self, step):
+        cfg = self.lcfg
+        return tf.logical_and(step >= cfg.denoise_start_step, step % cfg.denoise_every == 0)
+
+    def compute_global_losses(self, batch, outputs, step, mask=None, replica_context=None):
+        """Loss terms of the GLOBAL batch from one replica's share of it.
+
+        Each replica computes per-video statistics of its own videos, all-gathers them
+        (replica order = order of the videos in the global batch) and evaluates the
+        batch-level losses (Eq. 3 pairing, Eq. 4 mean, Eq. 9/10 pDMI, Eq. 8 mean) on the
+        gathered [B_global, ...] tensors: every replica gets the single-device terms.
+        The gradient of `all_gather` all-reduces (sums) the upstream gradient over the
+        replicas, so the local gradient of the returned loss is N x this replica's share;
+        `train_step` scales the loss by 1/N before differentiating. `batch["perm"]`, when
+        given, is this replica's rows of the global pairing (global indices).
+        Returns (terms, gathered statistics).
+        """
+        ctx = replica_context or tf.distribute.get_replica_context()
+        mask = batch["mask"] if mask is None else mask
+        stats = L.per_video_statistics(outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
+                                       self.x_ref, self.lcfg)
+        stats = gather_statistics(stats, ctx)
+        perm = batch.get("perm")
+        if perm is None:
+            perm = self.pairing(tf.shape(stats["labels"])[0], step)
+        else:
+            perm = ctx.all_gather(perm, axis=0)
+        return L.losses_from_statistics(stats, perm, self.lcfg, denoise=self._denoise(step)), stats
 
     def pairing(self, batch_size, step):
         """Eq. 3 pairing: a random derangement per step (stateless, from the seed and step)."""
@@ -123,6 +172,9 @@ class D2Net(keras.Model):
         return L.random_derangement(batch_size, tf.cast(seed, tf.int32))
 
     def train_step(self, data):
+        ctx = tf.distribute.get_replica_context()
+        if tf.distribute.has_strategy() and ctx is not None:  # inside strategy.run of a non-default strategy
+            return self._distributed_train_step(data, ctx)
         batch = data[0] if isinstance(data, tuple) else data
         step = tf.convert_to_tensor(self.train_steps)
         perm = batch.get("perm")
@@ -151,11 +203,70 @@ class D2Net(keras.Model):
         skipped = tf.cond(finite, apply, skip)
         self.nonfinite_steps.assign_add(skipped)
         self.train_steps.assign_add(1)
+        return self._update_trackers(terms, finite, skipped, 1)
+
+    def _update_trackers(self, terms, finite, skipped, num_replicas):
+        # Every replica holds the same (global) terms; Keras metrics sum their state over the
+        # replicas, so Mean trackers are unchanged and Sum trackers are divided by N.
         for k in LOSS_METRICS:
             self.trackers[k].update_state(tf.where(finite, terms[k], 0.0))
-        self.trackers["pdmi_dropped"].update_state(terms["pdmi_dropped"])
-        self.trackers["skipped_nonfinite"].update_state(tf.cast(skipped, tf.float32))
+        self.trackers["pdmi_dropped"].update_state(terms["pdmi_dropped"] / num_replicas)
+        self.trackers["skipped_nonfinite"].update_state(tf.cast(skipped, tf.float32) / num_replicas)
         return {k: t.result() for k, t in self.trackers.items()}
+
+    def distributed_gradients(self, batch, ctx=None):
+        """(terms, local gradients, finite) of one replica's share of the global batch.
+
+        The local gradients SUMMED over the replicas (what the Keras optimizer does in
+        replica context) equal the single-device gradient of the global-batch loss plus
+        the L2 term (added as weight_decay / N per replica).
+        """
+        ctx = ctx or tf.distribute.get_replica_context()
+        n = ctx.num_replicas_in_sync
+        step = tf.convert_to_tensor(self.train_steps)
+        with tf.GradientTape() as tape:
+            outputs, mask = self.forward_batch(batch, training=True)
+            terms, _ = self.compute_global_losses(batch, outputs, step, mask, ctx)
+            # all_gather's gradient sums the upstream gradient over the N replicas (each holds
+            # the same global loss): scale by 1/N so the summed local gradients are exact.
+            scaled = terms["loss"] / float(n)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        if self.weight_decay > 0:
+            grads = [g + (self.weight_decay / n) * ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+        bad = tf.logical_not(tf.math.is_finite(terms["loss"]))
+        for g in grads:
+            bad = tf.logical_or(bad, tf.logical_not(tf.reduce_all(tf.math.is_finite(g))))
+        # The skip decision must be the same on every replica (the optimizer's all-reduce is
+        # a collective): any replica with a non-finite local gradient skips the step everywhere.
+        finite = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(bad, tf.float32)) == 0.0
+        return terms, grads, finite
+
+    def _distributed_train_step(self, data, ctx):
+        batch = data[0] if isinstance(data, tuple) else data
+        n = ctx.num_replicas_in_sync
+        terms, grads, finite = self.distributed_gradients(batch, ctx)
+        variables = self.trainable_variables
+
+        def cross_replica(distribution, grads, finite):
+            # A cond whose branch calls merge_call (the optimizer update) must run in cross-replica
+            # context (same pattern as keras LossScaleOptimizer._tf_apply).
+            ok = distribution.experimental_local_results(finite)[0]
+
+            def apply_fn():
+                distribution.extended.call_for_each_replica(
+                    lambda g: self.optimizer.apply(g, variables), args=(grads,))
+
+            ops.cond(ok, apply_fn, lambda: None)
+
+        ctx.merge_call(cross_replica, args=(grads, finite))
+        # Eq. 8 EMA from the gathered batch mean: the same value on every replica.
+        m = self.lcfg.xref_momentum
+        self.x_ref.assign(tf.where(finite, m * self.x_ref + (1.0 - m) * terms["bg_embedding"], self.x_ref))
+        skipped = tf.cast(tf.logical_not(finite), tf.int64)
+        self.nonfinite_steps.assign_add(skipped)
+        self.train_steps.assign_add(1)
+        return self._update_trackers(terms, finite, skipped, n)
 
     def test_step(self, data):
         batch = data[0] if isinstance(data, tuple) else data
