@@ -81,18 +81,19 @@ class TemporalConvStream(keras.layers.Layer):
         out = ops.leaky_relu(conv(h), negative_slope=0.2)
         if self.residual:
             out = out + h
-        return out * mask
+        return ops.where(mask > 0, out, ops.zeros_like(out))
 
     def call(self, inputs, snippet_mask=None, training=False):
         if snippet_mask is None:
             snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
         m = ops.cast(snippet_mask, inputs.dtype)[..., None]
-        h = inputs * m
+        # `where`, not a product: NaN/inf in padded positions must not leak (NaN * 0 = NaN).
+        h = ops.where(m > 0, inputs, ops.zeros_like(inputs))
         h = self._embed(self.conv1, h, m)
         embedding = self._embed(self.conv2, h, m)
         logits = self.classifier(self.drop(embedding, training=training))
         # Padding re-zeroed in the activations (they are masked out of every loss).
-        activations = ops.sigmoid(ops.cast(logits, "float32")) * ops.cast(m, "float32")
+        activations = ops.where(m > 0, ops.sigmoid(ops.cast(logits, "float32")), 0.0)
         return embedding, activations
 
     def get_config(self):

@@ -365,12 +365,6 @@ def test_test_step_reports_loss_terms():
         assert k in res and np.isfinite(res[k]), k
 
 
-@pytest.mark.xfail(
-    reason="layers.py TemporalConvStream.call masks by multiplication (h = inputs * m, activations * m): "
-    "NaN/inf in padded positions gives NaN * 0 = NaN and leaks into the valid snippets through the convs; "
-    "fix: h = ops.where(m > 0, inputs, 0) (and likewise where instead of * for the re-zeroing)",
-    strict=True,
-)
 def test_nonfinite_padding_does_not_leak():
     model = build_model(model_cfg(), LossConfig())
     batch = make_batch(lengths=(10, 6), t=10, seed=11)

@@ -116,6 +116,7 @@ def validate_features(
     features: np.ndarray, *, source: str, video_id: str, feature_dim: int | None
 ) -> np.ndarray:
     """Checks one video's features: 2-D float, right width, finite. Returns float32 [T, D]."""
+    video_id = str(video_id)
     arr = np.asarray(features)
     if arr.ndim != 2:
         raise DataFormatError(

@@ -111,7 +111,7 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
     labels = np.zeros((n, len(classlist)), np.float32)
     segments, segment_labels = [], []
     seg_src = os.path.join(annotation_dir, "segments.npy")
-    for i, vid in enumerate(names):
+    for i, vid in enumerate(names.tolist()):
         for name in _str_list(arrays["labels_all"][i], source=annotation_dir, field="labels_all", video=vid):
             labels[i, class_id(name, "labels_all", vid)] = 1.0
         seg_names = _str_list(arrays["labels"][i], source=annotation_dir, field="labels", video=vid)
