@@ -54,6 +54,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Comput
 flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
                      "padding; same results as padded batches).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
+flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
+                     "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")
 flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 bar, 2 one line per round).")
 
 
@@ -85,7 +87,7 @@ def main(argv):
         model_dir=FLAGS.model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
         localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision, packed=FLAGS.packed,
-        max_nonfinite_steps=FLAGS.max_nonfinite_steps, verbose=FLAGS.progress,
+        max_nonfinite_steps=FLAGS.max_nonfinite_steps, deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
     )
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "
           f"videos, {len(test_set)} evaluation videos, D={cfg.model.feature_dim}, {cfg.train.num_steps} steps")
