@@ -20,10 +20,14 @@ from absl import app, flags
 from trainers.common import run_cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
-flags.DEFINE_string("output", None, "Output .onnx file.")
-flags.DEFINE_integer("opset", 17, "ONNX opset.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to convert.")
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
+    flags.DEFINE_string("output", None, "Output .onnx file.")
+    flags.DEFINE_integer("opset", 17, "ONNX opset.")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to convert.")
 
 OUTPUT_NAMES = ("tcam", "attention", "video_scores", "embeddings")
 
@@ -92,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(run_cli(main))

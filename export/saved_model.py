@@ -25,12 +25,16 @@ from absl import app, flags
 from trainers.common import run_cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
-flags.DEFINE_string("export_dir", None, "TF Serving model base folder; the export goes to EXPORT/VERSION.")
-flags.DEFINE_integer("version", None, "Version number (default: 1 + the largest existing version).")
-flags.DEFINE_enum("localization_preset", None, ["official", "paper"],
-                  "Post-processing of the `localize` signature (default: the run's preset).")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
+    flags.DEFINE_string("export_dir", None, "TF Serving model base folder; the export goes to EXPORT/VERSION.")
+    flags.DEFINE_integer("version", None, "Version number (default: 1 + the largest existing version).")
+    flags.DEFINE_enum("localization_preset", None, ["official", "paper"],
+                      "Post-processing of the `localize` signature (default: the run's preset).")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
 
 
 def export(model_dir: str, export_dir: str, version: int | None = None, preset: str | None = None,
@@ -55,4 +59,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(run_cli(main))

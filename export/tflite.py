@@ -28,10 +28,14 @@ from trainers.common import run_cli
 QUANTIZE_MODES = ("none", "dynamic", "float16")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
-flags.DEFINE_string("output", None, "Output .tflite file.")
-flags.DEFINE_enum("quantize", "none", list(QUANTIZE_MODES), "Weight quantization.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to convert.")
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
+    flags.DEFINE_string("output", None, "Output .tflite file.")
+    flags.DEFINE_enum("quantize", "none", list(QUANTIZE_MODES), "Weight quantization.")
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to convert.")
 
 
 def convert_model(model, quantize: str = "none") -> bytes:
@@ -110,4 +114,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(run_cli(main))
