@@ -24,6 +24,7 @@ import tensorflow as tf
 from d2net_tf.config import D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.data.pipeline import training_dataset
+from d2net_tf.distribute import distributed_training_dataset, make_strategy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.inference import evaluate_model
 from d2net_tf.localization import LocalizationConfig
@@ -47,6 +48,7 @@ class RunConfig:
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
     packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding
+    strategy: str = "default"  # default | mirrored | multi_worker | tpu (d2net_tf.distribute; per-replica packing)
     max_nonfinite_steps: int = 100
     deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
     verbose: int = 1
@@ -225,7 +227,9 @@ def train_and_evaluate(
 
     if run.deterministic:
         make_deterministic(cfg.train.seed)
-    model = create_model(cfg, run)
+    strategy = make_strategy(run.strategy)
+    with strategy.scope():  # variables mirrored on every replica; x_ref synchronised (see D2Net)
+        model = create_model(cfg, run)
     ckpt = checkpoint_for(model)
     manager = tf.train.CheckpointManager(ckpt, run.model_dir, max_to_keep=run.keep_checkpoints)
     best_manager = tf.train.CheckpointManager(ckpt, os.path.join(run.model_dir, "best"), max_to_keep=1)
@@ -248,7 +252,8 @@ def train_and_evaluate(
         while step < total and not model.stop_training:
             n = min(run.eval_every - step % run.eval_every, total - step)
             gap = model.packing_gap() if run.packed else None
-            data = training_dataset(fit_set, cfg.train.batch_size, cfg.train.max_seqlen, cfg.train.seed, step, gap)
+            data = distributed_training_dataset(strategy, fit_set, cfg.train.batch_size, cfg.train.max_seqlen,
+                                                cfg.train.seed, step, gap)
             hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
             step = int(model.train_steps.numpy())
             if model.stop_training:

@@ -51,6 +51,10 @@ flags.DEFINE_enum("protocol", "anet", ["anet", "wtalc"], "Evaluation protocol.")
 flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision of the convolutions.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
+                  "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
+                  "losses are computed on the global batch (docs/SCALING.md).")
 flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
                      "padding; same results as padded batches).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
@@ -86,7 +90,7 @@ def main(argv):
     run = RunConfig(
         model_dir=FLAGS.model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
-        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision, packed=FLAGS.packed,
+        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision, packed=FLAGS.packed, strategy=FLAGS.strategy,
         max_nonfinite_steps=FLAGS.max_nonfinite_steps, deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
     )
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "
