@@ -56,32 +56,47 @@ def _segment_iou(s1, e1, s2, e2):
 def nms_1d_tf(starts, ends, scores, tiou: float):
     """Greedy 1-D NMS with TF ops; same result and order as `localization.nms_1d`.
 
-    Visits segments by descending score (stable), each kept one suppresses every later
-    one with tIoU > `tiou`. The loop runs once per *kept* segment (O(n) work each).
+    Segments are visited by descending score (stable); a kept segment suppresses every
+    later one with tIoU > `tiou`. Vectorised like the numpy version: the overlapping
+    pairs come from a sort and `searchsorted`, then the greedy result is a fixed point
+    (a segment is kept once all its suppressors are removed, removed as soon as one
+    suppressor is kept); each round decides at least the best undecided segment.
 
     Returns:
       int64 [k] indices of the kept segments, by descending score.
     """
-    starts = tf.cast(starts, tf.float64)
-    ends = tf.cast(ends, tf.float64)
-    order = tf.argsort(-tf.cast(scores, tf.float64), stable=True)
-    s, e = tf.gather(starts, order), tf.gather(ends, order)
-    n = tf.shape(s)[0]
-    pos = tf.range(n)
+    starts = tf.reshape(tf.cast(starts, tf.float64), [-1])
+    ends = tf.reshape(tf.cast(ends, tf.float64), [-1])
+    scores = tf.reshape(tf.cast(scores, tf.float64), [-1])
+    n = tf.shape(scores)[0]
+    order = tf.argsort(-scores, stable=True)
+    rank = tf.scatter_nd(order[:, None], tf.range(n), [n])
 
-    def body(alive, kept):
-        i = tf.reduce_min(tf.where(alive, pos, n))
-        iou = _segment_iou(s[i], e[i], s, e)
-        alive = tf.logical_and(alive, tf.logical_and(iou <= tiou, pos != i))
-        kept = tf.logical_or(kept, tf.equal(pos, i))
-        return alive, kept
+    # Overlapping pairs (i, j): segment k (by start) overlaps the later ones starting in [s_k, e_k).
+    by_start = tf.argsort(starts, stable=True)
+    s, e = tf.gather(starts, by_start), tf.gather(ends, by_start)
+    hi = tf.searchsorted(s, e, side="left", out_type=tf.int32)
+    count = tf.maximum(hi - tf.range(n) - 1, 0)
+    total = tf.reduce_sum(count)
+    first = tf.repeat(tf.range(n), count)
+    offset = tf.range(total) - tf.repeat(tf.cumsum(count) - count, count)
+    i, j = tf.gather(by_start, first), tf.gather(by_start, first + 1 + offset)
+    sel = _segment_iou(tf.gather(starts, i), tf.gather(ends, i), tf.gather(starts, j), tf.gather(ends, j)) > tiou
+    i, j = tf.boolean_mask(i, sel), tf.boolean_mask(j, sel)
+    better = tf.gather(rank, i) < tf.gather(rank, j)
+    sup, sub = tf.where(better, i, j), tf.where(better, j, i)
 
-    alive0 = tf.ones([n], tf.bool)
-    _, kept = tf.while_loop(
-        lambda alive, kept: tf.reduce_any(alive), body, (alive0, tf.zeros([n], tf.bool)),
-        parallel_iterations=1,
-    )
-    return tf.cast(tf.gather(order, tf.where(kept)[:, 0]), tf.int64)
+    def body(state):  # 0 undecided, 1 kept, 2 removed
+        sup_state = tf.gather(state, sup)
+        kept_sup = tf.math.unsorted_segment_max(tf.cast(sup_state == 1, tf.int32), sub, n) > 0
+        open_sup = tf.math.unsorted_segment_max(tf.cast(sup_state == 0, tf.int32), sub, n) > 0
+        undecided = state == 0
+        state = tf.where(undecided & kept_sup, 2, state)
+        return (tf.where(undecided & ~kept_sup & ~open_sup, 1, state),)
+
+    (state,) = tf.while_loop(lambda state: tf.reduce_any(state == 0), body, (tf.zeros([n], tf.int32),),
+                             parallel_iterations=1)
+    return tf.cast(tf.boolean_mask(order, tf.gather(state, order) == 1), tf.int64)
 
 
 def localize_tf(tcam, attention, snippets_per_second, config: LocalizationConfig = LocalizationConfig()):
