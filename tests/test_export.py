@@ -361,3 +361,19 @@ def test_trained_model_end_to_end(tmp_path):
         ref = keras_outputs(model, x[None], [s])
         det = localize_video(ref["tcam"][0], ref["attention"][0], record["snippets_per_second"], loc)
         assert_same_detections(det, out)
+
+
+@pytest.mark.slow
+def test_inference_benchmark_smoke():
+    from benchmarks.inference import localize_ratio, markdown_table, run
+
+    rows = run(repeats=1, lengths=(16, 40), feature_dim=FEAT, num_classes=NCLS, skip=("tflite_dynamic",),
+               log=lambda m: None)
+    backends = {r["backend"] for r in rows}
+    assert {"keras_eager", "tf_function", "savedmodel_serving_default", "savedmodel_localize",
+            "tflite_none", "tflite_float16", "onnxruntime"} == backends
+    assert all(r["median_ms"] > 0 and r["flop_floor_fraction"] > 0 for r in rows)
+    assert all(r["tcam_max_abs_err"] < 1e-3 for r in rows if r["tcam_max_abs_err"] is not None)
+    assert set(localize_ratio(rows)) == {16, 40}
+    table = markdown_table(rows)
+    assert table.startswith("| backend |") and "localize / serving_default" in table
