@@ -63,6 +63,15 @@ def write_json_atomic(path: str, data) -> None:
     os.replace(tmp, path)
 
 
+def read_json_file(path: str):
+    """json.load with errors that name the file (D2NetInputError: one line from the CLIs)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise D2NetInputError(f"{path}: malformed JSON ({e})")
+
+
 def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[VideoDataset, VideoDataset]:
     """A seeded held-out part of the training split for checkpoint selection."""
     n = len(train)
@@ -141,8 +150,13 @@ def restore_model(model_dir: str, which: str = "best") -> tuple[D2Net, D2NetConf
     cfg_path = os.path.join(model_dir, "config.json")
     if not os.path.exists(cfg_path):
         raise D2NetInputError(f"{model_dir}: not a model directory (no config.json)")
-    with open(cfg_path) as f:
-        cfg = D2NetConfig.from_dict(json.load(f)["config"])
+    record = read_json_file(cfg_path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise D2NetInputError(f"{cfg_path}: expected an object with a 'config' object (written by trainers.fit)")
+    try:
+        cfg = D2NetConfig.from_dict(record["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise D2NetInputError(f"{cfg_path}: invalid 'config' ({e})")
     model = create_model(cfg)
     folder = os.path.join(model_dir, "best") if which == "best" else model_dir
     path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(model_dir)
@@ -209,9 +223,8 @@ def train_and_evaluate(
     record = {"config": cfg.to_dict(), "run": dataclasses.asdict(run), "dataset": train_set.name,
               "classlist": list(train_set.classlist), "snippets_per_second": train_set.snippets_per_second}
     if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            old = json.load(f)
-        if old.get("config") != record["config"]:
+        old = read_json_file(cfg_path)
+        if not isinstance(old, dict) or old.get("config") != record["config"]:
             raise D2NetInputError(
                 f"{cfg_path}: MODEL_DIR holds a run with a different configuration; "
                 "use a new --model_dir (nothing was overwritten)"

@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     f = flags.FLAGS
     try:
         summary = convert(f.features, f.annotations, f.out, overwrite=f.overwrite)
-    except D2NetInputError as e:
+    except (D2NetInputError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary['num_videos']} videos ({summary['total_snippets']} snippets, "

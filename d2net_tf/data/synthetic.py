@@ -644,7 +644,7 @@ def main(argv: list[str]) -> int:
     try:
         summary = generate(flags_.preset, flags_.out, flags_.feature_dim, flags_.seed, overwrite=flags_.overwrite,
                            log=print)
-    except D2NetInputError as e:
+    except (D2NetInputError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary['dataset']} ({summary['preset']}) to {flags_.out}")

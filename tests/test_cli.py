@@ -1,0 +1,399 @@
+"""Every command line turns bad input into ONE line on stderr and exit status 2 (no traceback
+unless --verbosity=1). The CLIs run as subprocesses; one tiny trained model is shared."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+DATASET = "Thumos14reduced"
+# TF's C++ runtime logs at import (absl C++ format `I0000 00:00:... file.cc:N] ...`, even with
+# TF_CPP_MIN_LOG_LEVEL=3 in TF 2.21) before any of our code runs; those lines are not ours.
+NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog)")
+
+
+def run(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env or ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(p, *fragments):
+    lines = [l for l in p.stderr.splitlines() if l.strip() and not NOISE.match(l)]
+    assert p.returncode == 2, f"exit {p.returncode}\nstdout:{p.stdout[-2000:]}\nstderr:{p.stderr[-3000:]}"
+    assert "Traceback" not in p.stderr, p.stderr
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error"), lines
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The tiny synthetic dataset, a model trained 2 steps on it, its ground truth and predictions."""
+    base = tmp_path_factory.mktemp("cli")
+    data, model = base / "data", base / "model"
+    p = run("trainers.fit", "--synthetic=tiny", f"--data_dir={data}", "--feature_dim=32", f"--model_dir={model}",
+            "--num_steps=2", "--eval_every=2", "--checkpoint_every=2", "--batch_size=4", "--progress=0",
+            "--select_on=last")
+    assert p.returncode == 0, p.stderr[-3000:]
+    gt = base / "gt.json"
+    p = run("d2net_tf.ground_truth", "--annotations", data / f"{DATASET}-Annotations", "--subset", "test",
+            "--output", gt)
+    assert p.returncode == 0, p.stderr
+    feats = base / "video.npy"
+    np.save(feats, np.random.default_rng(0).random((40, 32), dtype=np.float32))
+    pred = base / "pred.json"
+    classes = json.loads(gt.read_text())["classlist"] if "classlist" in json.loads(gt.read_text()) else None
+    vid = next(iter(json.loads(gt.read_text())["database"]))
+    label = classes[0] if classes else "BaseballPitch"
+    pred.write_text(json.dumps({"results": {vid: [{"label": label, "score": 0.5, "segment": [1.0, 2.0]}]}}))
+    return {"base": base, "data": data, "model": model, "gt": gt, "pred": pred, "feats": feats, "label": label,
+            "vid": vid}
+
+
+def wtalc_copy(env, dest, mutate):
+    """A copy of the tiny W-TALC dataset whose feature list goes through `mutate(list) -> list`."""
+    from d2net_tf.data.safe_npy import load_npy
+    from d2net_tf.data.synthetic import write_object_npy
+
+    shutil.copytree(env["data"], dest)
+    path = dest / f"{DATASET}-I3D-JOINTFeatures.npy"
+    feats = mutate(list(load_npy(str(path))))
+    os.remove(path)
+    write_object_npy(str(path), len(feats), feats)
+    return dest
+
+
+def fit(data_dir, model_dir, *extra):
+    return run("trainers.fit", f"--data_dir={data_dir}", "--feature_dim=32", f"--model_dir={model_dir}",
+               "--num_steps=1", "--batch_size=4", "--progress=0", *extra)
+
+
+# ---------------------------------------------------------------- trainers.fit
+
+
+def test_fit_missing_data_dir(env, tmp_path):
+    assert_one_line_error(fit(tmp_path / "nope", tmp_path / "m"), "feature file not found")
+
+
+@pytest.mark.slow
+def test_fit_truncated_feature_file(env, tmp_path):
+    d = shutil.copytree(env["data"], tmp_path / "d")
+    f = d / f"{DATASET}-I3D-JOINTFeatures.npy"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    assert_one_line_error(fit(d, tmp_path / "m"), str(f))
+
+
+@pytest.mark.slow
+def test_fit_garbage_feature_file(env, tmp_path):
+    d = shutil.copytree(env["data"], tmp_path / "d")
+    (d / f"{DATASET}-I3D-JOINTFeatures.npy").write_bytes(b"this is not numpy" * 10)
+    assert_one_line_error(fit(d, tmp_path / "m"), "JOINTFeatures.npy")
+
+
+@pytest.mark.slow
+def test_fit_feature_file_is_a_directory(env, tmp_path):
+    d = shutil.copytree(env["data"], tmp_path / "d")
+    f = d / f"{DATASET}-I3D-JOINTFeatures.npy"
+    os.remove(f)
+    os.mkdir(f)
+    assert_one_line_error(fit(d, tmp_path / "m"))
+
+
+@pytest.mark.slow
+def test_fit_wrong_feature_dimension(env, tmp_path):
+    p = run("trainers.fit", f"--data_dir={env['data']}", "--feature_dim=64", f"--model_dir={tmp_path / 'm'}",
+            "--num_steps=1", "--progress=0")
+    assert_one_line_error(p, "feature dimension 32, expected 64")
+
+
+def test_fit_nan_and_inf_features(env, tmp_path):
+    def poison(feats):
+        feats[0] = feats[0].copy()
+        feats[0][1, 2] = np.nan
+        feats[1] = feats[1].copy()
+        feats[1][0, 0] = np.inf
+        return feats
+
+    assert_one_line_error(fit(wtalc_copy(env, tmp_path / "d", poison), tmp_path / "m"), "NaN/inf")
+
+
+@pytest.mark.slow
+def test_fit_all_videos_empty(env, tmp_path):
+    d = wtalc_copy(env, tmp_path / "d", lambda feats: [np.zeros((0, 32), np.float32) for _ in feats])
+    assert_one_line_error(fit(d, tmp_path / "m"), "no video")
+
+
+@pytest.mark.slow
+def test_fit_unknown_class_name(env, tmp_path):
+    from d2net_tf.data.safe_npy import load_npy
+
+    d = shutil.copytree(env["data"], tmp_path / "d")
+    ann = d / f"{DATASET}-Annotations" / "labels_all.npy"
+    labels = load_npy(str(ann))
+    labels[0] = ["NoSuchClass"]
+    np.save(ann, labels, allow_pickle=True)
+    assert_one_line_error(fit(d, tmp_path / "m"), "NoSuchClass")
+
+
+@pytest.mark.slow
+def test_fit_per_video_malformed_json(env, tmp_path):
+    d = tmp_path / "pv"
+    (d / "features").mkdir(parents=True)
+    (d / "ground_truth.json").write_text('{"database": {"v": ')
+    assert_one_line_error(fit(d, tmp_path / "m", "--data_layout=per_video"), "malformed JSON")
+
+
+@pytest.mark.slow
+def test_fit_model_dir_of_another_configuration(env, tmp_path):
+    m = shutil.copytree(env["model"], tmp_path / "m")
+    assert_one_line_error(fit(env["data"], m, "--loss=ce"), "different configuration")
+
+
+@pytest.mark.slow
+def test_fit_traceback_only_with_verbosity_1(env, tmp_path):
+    p = fit(tmp_path / "nope", tmp_path / "m", "--verbosity=1")
+    assert p.returncode == 2 and "Traceback" in p.stderr
+
+
+# ---------------------------------------------------------------- trainers.evaluate
+
+
+def evaluate(*args):
+    return run("trainers.evaluate", *args)
+
+
+@pytest.mark.slow
+def test_evaluate_files_ok(env):
+    p = evaluate("--ground_truth", env["gt"], "--predictions", env["pred"])
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_missing_predictions(env, tmp_path):
+    assert_one_line_error(evaluate("--ground_truth", env["gt"], "--predictions", tmp_path / "nope.json"), "nope.json")
+
+
+@pytest.mark.slow
+def test_evaluate_missing_ground_truth(env, tmp_path):
+    assert_one_line_error(evaluate("--ground_truth", tmp_path / "nope.json", "--predictions", env["pred"]), "nope.json")
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("text", ['{"results": {'] + [pytest.param(t, marks=SLOW) for t in (
+    "", "[1, 2]", '{"results": {"v": [{"label": "x"}]}}', "\xff\xfe")])
+def test_evaluate_malformed_predictions(env, tmp_path, text):
+    f = tmp_path / "bad.json"
+    f.write_bytes(text.encode("latin-1"))
+    assert_one_line_error(evaluate("--ground_truth", env["gt"], "--predictions", f), "bad.json")
+
+
+@pytest.mark.slow
+def test_evaluate_truncated_ground_truth(env, tmp_path):
+    f = tmp_path / "gt.json"
+    f.write_bytes(env["gt"].read_bytes()[:100])
+    assert_one_line_error(evaluate("--ground_truth", f, "--predictions", env["pred"]), "gt.json")
+
+
+def test_evaluate_unknown_class_in_predictions(env, tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"results": {env["vid"]: [{"label": "NoSuchClass", "score": 0.5, "segment": [1, 2]}]}}))
+    assert_one_line_error(evaluate("--ground_truth", env["gt"], "--predictions", f), "NoSuchClass")
+
+
+@pytest.mark.slow
+def test_evaluate_nonfinite_prediction(env, tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text('{"results": {"%s": [{"label": "%s", "score": NaN, "segment": [1, 2]}]}}' % (env["vid"], env["label"]))
+    assert_one_line_error(evaluate("--ground_truth", env["gt"], "--predictions", f), "p.json")
+
+
+@pytest.mark.slow
+def test_evaluate_bad_thresholds(env):
+    assert_one_line_error(evaluate("--ground_truth", env["gt"], "--predictions", env["pred"], "--tiou_thresholds=a,b"),
+                          "tiou_thresholds")
+
+
+@pytest.mark.slow
+def test_evaluate_model_dir_without_checkpoint(env, tmp_path):
+    m = tmp_path / "m"
+    m.mkdir()
+    shutil.copy(env["model"] / "config.json", m / "config.json")
+    assert_one_line_error(evaluate("--model_dir", m, "--synthetic=tiny", f"--data_dir={env['data']}", "--feature_dim=32"),
+                          "no checkpoint")
+
+
+@pytest.mark.slow
+def test_evaluate_not_a_model_dir(env, tmp_path):
+    assert_one_line_error(evaluate("--model_dir", tmp_path, f"--data_dir={env['data']}", "--feature_dim=32"),
+                          "not a model directory")
+
+
+# ---------------------------------------------------------------- trainers.localize
+
+
+def localize(env, features, *extra, model=None):
+    return run("trainers.localize", "--model_dir", model or env["model"], "--features", features,
+               "--output", env["base"] / "out.json", *extra)
+
+
+@pytest.mark.slow
+def test_localize_ok(env):
+    p = localize(env, env["feats"])
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.slow
+def test_localize_missing_features(env, tmp_path):
+    assert_one_line_error(localize(env, tmp_path / "nope.npy"), "nope.npy")
+
+
+@pytest.mark.slow
+def test_localize_truncated_features(env, tmp_path):
+    f = tmp_path / "v.npy"
+    f.write_bytes(env["feats"].read_bytes()[:200])
+    assert_one_line_error(localize(env, f), "v.npy")
+
+
+@pytest.mark.slow
+def test_localize_garbage_features(env, tmp_path):
+    f = tmp_path / "v.npy"
+    f.write_bytes(b"\x00garbage" * 50)
+    assert_one_line_error(localize(env, f), "v.npy")
+
+
+@pytest.mark.parametrize("array,fragment", [
+    (np.zeros((40, 64), np.float32), "expected 32"),
+    pytest.param(np.full((40, 32), np.nan, np.float32), "NaN/inf", marks=SLOW),
+    pytest.param(np.full((40, 32), np.inf, np.float32), "NaN/inf", marks=SLOW),
+    pytest.param(np.zeros((0, 32), np.float32), "zero-length", marks=SLOW),
+    pytest.param(np.zeros((40,), np.float32), "2-D", marks=SLOW),
+    pytest.param(np.array(["a", "b"]), "v.npy", marks=SLOW),
+])
+def test_localize_bad_feature_arrays(env, tmp_path, array, fragment):
+    f = tmp_path / "v.npy"
+    np.save(f, array)
+    assert_one_line_error(localize(env, f), fragment)
+
+
+@pytest.mark.slow
+def test_localize_pickled_object_file(env, tmp_path):
+    f = tmp_path / "v.npy"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    np.save(f, np.array([Evil()], dtype=object), allow_pickle=True)
+    assert_one_line_error(localize(env, f), "v.npy")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_localize_empty_folder(env, tmp_path):
+    assert_one_line_error(localize(env, tmp_path), "no .npy")
+
+
+def test_localize_model_dir_without_checkpoint(env, tmp_path):
+    m = tmp_path / "m"
+    m.mkdir()
+    shutil.copy(env["model"] / "config.json", m / "config.json")
+    assert_one_line_error(localize(env, env["feats"], model=m), "no checkpoint")
+
+
+@pytest.mark.slow
+def test_localize_malformed_config_json(env, tmp_path):
+    m = shutil.copytree(env["model"], tmp_path / "m")
+    (m / "config.json").write_text("{not json")
+    assert_one_line_error(localize(env, env["feats"], model=m), "config.json")
+
+
+@pytest.mark.slow
+def test_localize_malformed_ground_truth_for_plot(env, tmp_path):
+    f = tmp_path / "gt.json"
+    f.write_text("{")
+    assert_one_line_error(localize(env, env["feats"], "--plot", tmp_path / "p.png", "--ground_truth", f), "gt.json")
+
+
+# ---------------------------------------------------------------- export.saved_model
+
+
+def test_export_version_already_there(env, tmp_path):
+    if not os.path.exists(os.path.join(ROOT, "export", "saved_model.py")):
+        pytest.skip("export.saved_model is not written yet")
+    (tmp_path / "e" / "1").mkdir(parents=True)
+    p = run("export.saved_model", "--model_dir", env["model"], "--export_dir", tmp_path / "e", "--version", 1)
+    assert_one_line_error(p, "already exists")
+    assert os.listdir(tmp_path / "e") == ["1"] and not os.listdir(tmp_path / "e" / "1")
+
+
+@pytest.mark.slow
+def test_export_model_dir_without_checkpoint(env, tmp_path):
+    if not os.path.exists(os.path.join(ROOT, "export", "saved_model.py")):
+        pytest.skip("export.saved_model is not written yet")
+    m = tmp_path / "m"
+    m.mkdir()
+    shutil.copy(env["model"] / "config.json", m / "config.json")
+    p = run("export.saved_model", "--model_dir", m, "--export_dir", tmp_path / "e", "--version", 1)
+    assert_one_line_error(p, "no checkpoint")
+    assert not (tmp_path / "e" / "1").exists()
+
+
+# ---------------------------------------------------------------- data tools
+
+
+@pytest.mark.slow
+def test_ground_truth_missing_annotations(tmp_path):
+    p = run("d2net_tf.ground_truth", "--annotations", tmp_path / "nope", "--output", tmp_path / "o.json")
+    assert_one_line_error(p, "nope")
+
+
+@pytest.mark.slow
+def test_ground_truth_unwritable_output(env, tmp_path):
+    p = run("d2net_tf.ground_truth", "--annotations", env["data"] / f"{DATASET}-Annotations",
+            "--output", tmp_path / "no" / "dir" / "o.json")
+    assert_one_line_error(p)
+
+
+@pytest.mark.slow
+def test_convert_missing_features(env, tmp_path):
+    p = run("d2net_tf.data.convert", "--features", tmp_path / "nope.npy",
+            "--annotations", env["data"] / f"{DATASET}-Annotations", "--out", tmp_path / "o")
+    assert_one_line_error(p, "nope.npy")
+
+
+@pytest.mark.slow
+def test_convert_truncated_features(env, tmp_path):
+    f = tmp_path / "f.npy"
+    src = env["data"] / f"{DATASET}-I3D-JOINTFeatures.npy"
+    f.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    p = run("d2net_tf.data.convert", "--features", f, "--annotations", env["data"] / f"{DATASET}-Annotations",
+            "--out", tmp_path / "o")
+    assert_one_line_error(p, "f.npy")
+
+
+@pytest.mark.slow
+def test_convert_out_is_a_file(env, tmp_path):
+    (tmp_path / "o").write_text("x")
+    p = run("d2net_tf.data.convert", "--features", env["data"] / f"{DATASET}-I3D-JOINTFeatures.npy",
+            "--annotations", env["data"] / f"{DATASET}-Annotations", "--out", tmp_path / "o" / "sub")
+    assert_one_line_error(p)
+
+
+@pytest.mark.slow
+def test_synthetic_out_is_a_file(tmp_path):
+    (tmp_path / "o").write_text("x")
+    p = run("d2net_tf.data.synthetic", "--preset=tiny", "--out", tmp_path / "o" / "sub")
+    assert_one_line_error(p)
