@@ -12,7 +12,8 @@ Reported per backend and T: median milliseconds over the repeats (after one warm
 call) and the FLOP-floor fraction = (conv FLOPs / time) / peak (best fp32 matmul), with
 conv FLOPs = 2 streams x [2 x T x k x (D/2)^2 + T x kc x (D/2) x C] x 2 FLOP/MAC and
 peak = the FLOP/s of a big fp32 matmul measured in the same run. Also the ratio
-localize / serving_default (goal: <= 1.3).
+localize / serving_default (goal: <= 1.3), the median of the per-repeat ratios (the backends
+run interleaved, repeat by repeat, so that load from other processes hits them alike).
 """
 
 from __future__ import annotations
@@ -37,16 +38,6 @@ def conv_flops(t: int, d: int, c: int, k: int = 3, kc: int = 1) -> float:
     """FLOPs of the temporal convolutions (2 streams, 2 embedding layers + classifier)."""
     h = d // 2
     return 2 * (2 * t * k * h * h + t * kc * h * c) * 2.0
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (tracing, allocation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def measure_peak_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -146,22 +137,33 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
         n = [t]
         flops = conv_flops(t, feature_dim, num_classes, mcfg.kernel_size, mcfg.classifier_kernel_size)
         ref = model(tf.constant(x), training=False)["tcam"].numpy()
-        for name, fn in runners.items():
-            ms = _median_ms(lambda: fn(x, n), repeats)
+        errs = {}
+        for name, fn in runners.items():  # warm-up and parity
             out = fn(x, n)
-            err = float(np.abs(np.asarray(out) - ref).max()) if name != "savedmodel_localize" else None
-            rows.append(dict(backend=name, T=t, median_ms=ms, gflop=flops / 1e9, tcam_max_abs_err=err,
-                             flop_floor_fraction=flops / (ms / 1e3) / peak, size_bytes=sizes.get(name),
-                             peak_gflops=peak / 1e9, threads=threads, repeats=repeats))
+            errs[name] = float(np.abs(np.asarray(out) - ref).max()) if name != "savedmodel_localize" else None
+        # Interleaved repeats: a load change on the shared machine hits every backend alike.
+        times = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, fn in runners.items():
+                t0 = time.perf_counter()
+                fn(x, n)
+                times[name].append(time.perf_counter() - t0)
+        for name in runners:
+            ms = 1e3 * statistics.median(times[name])
+            row = dict(backend=name, T=t, median_ms=ms, gflop=flops / 1e9, tcam_max_abs_err=errs[name],
+                       flop_floor_fraction=flops / (ms / 1e3) / peak, size_bytes=sizes.get(name),
+                       peak_gflops=peak / 1e9, threads=threads, repeats=repeats)
+            if name == "savedmodel_localize" and "savedmodel_serving_default" in times:
+                row["paired_ratio"] = statistics.median(
+                    a / b for a, b in zip(times[name], times["savedmodel_serving_default"]))
+            rows.append(row)
             log(f"T={t} {name}: {ms:.1f} ms")
     return rows
 
 
 def localize_ratio(rows: list[dict]) -> dict[int, float]:
-    """T -> median(localize) / median(serving_default)."""
-    by = {(r["backend"], r["T"]): r["median_ms"] for r in rows}
-    return {t: by[("savedmodel_localize", t)] / by[("savedmodel_serving_default", t)]
-            for (b, t) in by if b == "savedmodel_localize" and ("savedmodel_serving_default", t) in by}
+    """T -> median over the interleaved repeats of time(localize) / time(serving_default)."""
+    return {r["T"]: r["paired_ratio"] for r in rows if "paired_ratio" in r}
 
 
 def markdown_table(rows: list[dict]) -> str:
