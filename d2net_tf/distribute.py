@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from d2net_tf.data.dataset import VideoDataset
-from d2net_tf.data.pipeline import pack_videos, pad_videos, training_dataset
+from d2net_tf.data.pipeline import pack_videos, pad_videos, sample_crops, training_dataset
 from d2net_tf.errors import D2NetInputError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -63,26 +63,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in (json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster") or {})
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def sample_crops(
-    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """The videos of global batch `step` before padding: ([T_i, D] crops, indices [B]).
-
-    Same random draws as `pipeline.sample_training_batch` (tests check the equality)."""
-    rng = np.random.default_rng([seed, step])
-    n = len(dataset)
-    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
-    crops = []
-    for i in idx:
-        f = dataset.features[i]
-        t = f.shape[0]
-        if t > max_seqlen:
-            start = int(rng.integers(0, t - max_seqlen + 1))
-            f = f[start : start + max_seqlen]
-        crops.append(f)
-    return crops, idx
 
 
 def replica_batch(

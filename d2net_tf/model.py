@@ -209,7 +209,8 @@ class D2Net(keras.Model):
         # Every replica holds the same (global) terms; Keras metrics sum their state over the
         # replicas, so Mean trackers are unchanged and Sum trackers are divided by N.
         for k in LOSS_METRICS:
-            self.trackers[k].update_state(tf.where(finite, terms[k], 0.0))
+            # A skipped step adds no sample (where: NaN x weight 0 would still be NaN).
+            self.trackers[k].update_state(tf.where(finite, terms[k], 0.0), sample_weight=tf.cast(finite, tf.float32))
         self.trackers["pdmi_dropped"].update_state(terms["pdmi_dropped"] / num_replicas)
         self.trackers["skipped_nonfinite"].update_state(tf.cast(skipped, tf.float32) / num_replicas)
         return {k: t.result() for k, t in self.trackers.items()}

@@ -23,7 +23,6 @@ import tensorflow as tf
 
 from d2net_tf.config import D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
-from d2net_tf.data.pipeline import training_dataset
 from d2net_tf.distribute import distributed_training_dataset, make_strategy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.inference import evaluate_model

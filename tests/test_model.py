@@ -375,12 +375,6 @@ def test_nonfinite_padding_does_not_leak():
     np.testing.assert_allclose(out["tcam"].numpy()[1, :6], alone["tcam"].numpy()[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    reason="model.py D2Net.train_step: a skipped (non-finite) step is averaged into the loss metrics as 0 "
-    "(update_state(tf.where(finite, terms[k], 0.0))), biasing the reported epoch loss towards 0; fix: "
-    "update_state(tf.where(finite, terms[k], 0.0), sample_weight=tf.cast(finite, tf.float32))",
-    strict=True,
-)
 def test_skipped_step_not_averaged_into_metrics():
     keras.utils.set_random_seed(5)
     model = compile_model(build_model(model_cfg(), preset("official").loss), run_eagerly=True)

@@ -15,6 +15,27 @@ import tensorflow as tf
 from d2net_tf.data.dataset import VideoDataset
 
 
+def sample_crops(
+    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The videos of batch `step` before padding: ([T_i, D] crops, indices [B]).
+
+    B videos drawn at random (without replacement when possible); a video longer than
+    `max_seqlen` is cropped to a random window. A pure function of (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    n = len(dataset)
+    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
+    crops = []
+    for i in idx:
+        f = dataset.features[i]
+        t = f.shape[0]
+        if t > max_seqlen:
+            start = int(rng.integers(0, t - max_seqlen + 1))
+            f = f[start : start + max_seqlen]
+        crops.append(f)
+    return crops, idx
+
+
 def sample_training_batch(
     dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int, pack_gap: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -28,17 +49,7 @@ def sample_training_batch(
     video_mask [B, T]; no convolution runs on padding (see `pack_videos`).
     Both: labels [B, C] float32, video_index [B] int64 (index into `dataset`).
     """
-    rng = np.random.default_rng([seed, step])
-    n = len(dataset)
-    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
-    crops = []
-    for i in idx:
-        f = dataset.features[i]
-        t = f.shape[0]
-        if t > max_seqlen:
-            start = int(rng.integers(0, t - max_seqlen + 1))
-            f = f[start : start + max_seqlen]
-        crops.append(f)
+    crops, idx = sample_crops(dataset, batch_size, max_seqlen, seed, step)
     batch = pad_videos(crops) if pack_gap is None else pack_videos(crops, pack_gap)
     batch["labels"] = dataset.labels[idx].astype(np.float32)
     batch["video_index"] = idx.astype(np.int64)
