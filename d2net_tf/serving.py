@@ -202,7 +202,10 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, classlist: Sequence[str], localization: LocalizationConfig):
         super().__init__(name="d2net_serving")
-        self.model = model
+        # Track the network's variables only (x_ref included, the optimizer slots not): the
+        # model itself sits behind a closure, which tf.Module does not track.
+        self._forward = lambda features, mask: model(features, snippet_mask=mask, training=False)
+        self.model_variables = [getattr(v, "value", v) for v in model.weights]
         self.classlist = [str(c) for c in classlist]
         if len(self.classlist) != model.mcfg.num_classes:
             raise D2NetInputError(
@@ -223,13 +226,12 @@ class ServingModule(tf.Module):
 
     def _serve(self, features, lengths):
         mask = tf.sequence_mask(lengths, tf.shape(features)[1], dtype=tf.float32)
-        out = self.model(features, snippet_mask=mask, training=False)
+        out = self._forward(features, mask)
         return {k: tf.identity(out[k], name=k) for k in SERVING_OUTPUTS}
 
     def _localize(self, features, snippets_per_second):
         tf.debugging.assert_positive(snippets_per_second, message="snippets_per_second must be > 0")
-        out = self.model(features[None], snippet_mask=tf.ones([1, tf.shape(features)[0]], tf.float32),
-                         training=False)
+        out = self._forward(features[None], tf.ones([1, tf.shape(features)[0]], tf.float32))
         tcam = tf.debugging.assert_all_finite(out["tcam"][0], "tcam must be finite (NaN/inf in features?)")
         det = localize_tf(tcam, out["attention"][0], snippets_per_second, self.localization)
         names = tf.constant(self.classlist, dtype=tf.string)

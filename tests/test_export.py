@@ -280,6 +280,10 @@ def test_saved_model_default_version_and_atomic_failure(restored, tmp_path, monk
     monkeypatch.undo()
     path = serving.export_saved_model(module, str(out))
     assert path == str(out / "4") and os.path.isfile(out / "4" / "saved_model.pb")
+    loaded = tf.saved_model.load(path)  # the network's variables with x_ref, no optimizer slots
+    assert len(loaded.model_variables) == len(model.weights)
+    assert any(tuple(v.shape) == (FEAT // 2,) and np.array_equal(v.numpy(), model.x_ref.numpy())
+               for v in loaded.model_variables)
     assert sorted(os.listdir(out)) == ["3", "4", "not_a_version"]
     with pytest.raises(FileExistsError):
         serving.export_saved_model(module, str(out), version=4)
