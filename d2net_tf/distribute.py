@@ -3,7 +3,7 @@
 A multi-replica step is exact: every replica runs the network on its share of the
 global batch, the per-video loss statistics are all-gathered (`D2Net.compute_global_losses`)
 and every replica evaluates the global-batch losses; the local gradients of loss / N summed
-by the optimizer's all-reduce equal the single-device gradient (see BUILD.md, "Scaling").
+by the optimizer's all-reduce equal the single-device gradient (see BUILD.md, section Scaling).
 
 Input: replica r of N gets videos [r B/N, (r+1) B/N) of global batch `step` (the same
 videos a single device would see in batch `step`, drawn from (seed, step)), padded or
@@ -39,7 +39,7 @@ def make_strategy(name: str = "default", devices: list[str] | None = None, tpu: 
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise D2NetInputError("--strategy=multi_worker needs the TF_CONFIG environment variable (see BUILD.md, "Scaling")")
+            raise D2NetInputError("--strategy=multi_worker needs the TF_CONFIG environment variable (see BUILD.md, section Scaling)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)

@@ -54,7 +54,7 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Comput
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
                   "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
-                  "losses are computed on the global batch (BUILD.md, "Scaling").")
+                  "losses are computed on the global batch (BUILD.md, section Scaling).")
 flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
                      "padding; same results as padded batches).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
