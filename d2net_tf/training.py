@@ -248,7 +248,14 @@ def train_and_evaluate(
     state_path = os.path.join(run.model_dir, "best", "selection.json")
     best = {"step": -1, "mAP@0.5": -1.0}
     if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        status = ckpt.restore(manager.latest_checkpoint)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError:  # written before the dropout RNG state was checkpointed
+            tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+                manager.latest_checkpoint).assert_existing_objects_matched()
+            log(f"warning: {manager.latest_checkpoint} has no dropout RNG state (older version): "
+                "the resumed run draws other dropout masks than an uninterrupted one would")
         log(f"resumed from {manager.latest_checkpoint} at step {int(model.train_steps.numpy())}")
         if os.path.exists(state_path):
             with open(state_path) as f:

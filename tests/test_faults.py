@@ -184,3 +184,24 @@ def test_nonfinite_training_data_stops_with_a_clear_message(data_dir, tmp_path):
     assert not np.any(saved["model/x_ref/.ATTRIBUTES/VARIABLE_VALUE"])  # x_ref untouched (still zeros)
     for k, v in saved.items():
         assert np.all(np.isfinite(v)), k
+
+
+def test_resume_from_a_checkpoint_without_dropout_rng_state(data_dir, tmp_path):
+    """Checkpoints written before the dropout RNG state was saved still resume (with a warning)."""
+    from d2net_tf.config import preset
+    from d2net_tf.data.wtalc import load_wtalc_dataset
+    from d2net_tf.training import RunConfig, create_model, train_and_evaluate
+    from trainers.common import split_train_test
+
+    train, test = split_train_test(load_wtalc_dataset(str(data_dir), "Thumos14reduced", feature_dim=32, warn=lambda m: None))
+    cfg = preset("official", "thumos14")
+    cfg.model.feature_dim, cfg.model.num_classes = 32, train.num_classes
+    cfg.train.num_steps, cfg.train.batch_size = 2, 4
+    model_dir = str(tmp_path / "m")
+    legacy = create_model(cfg)
+    tf.train.Checkpoint(model=legacy, optimizer=legacy.optimizer).save(os.path.join(model_dir, "ckpt"))
+    logs = []
+    run = RunConfig(model_dir=model_dir, eval_every=2, checkpoint_every=2, select_on="last", verbose=0)
+    train_and_evaluate(cfg, run, train, test, log=logs.append)
+    assert any("no dropout RNG state" in m for m in logs), logs
+    assert latest_step(model_dir) == 2
