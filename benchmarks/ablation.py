@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from d2net_tf.training import RunConfig, train_and_evaluate
-from trainers import fit as fit_flags
+from trainers import training_flags
 from trainers.common import load_dataset_from_flags, run_cli, split_train_test
 
 flags.DEFINE_integer("seeds", 3, "Number of seeds per variant (seeds 0..N-1).")
@@ -51,7 +51,7 @@ def run_one(variant: str, seed: int, dataset) -> dict:
             return json.load(f)
     FLAGS.loss, FLAGS.seed = variant, seed
     train_set, test_set = split_train_test(dataset)
-    cfg = fit_flags.config_from_flags(dataset.feature_dim, dataset.num_classes)
+    cfg = training_flags.config_from_flags(dataset.feature_dim, dataset.num_classes)
     run = RunConfig(model_dir=model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
                     select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
                     localization_preset=FLAGS.localization, precision=FLAGS.precision, packed=FLAGS.packed,

@@ -12,6 +12,7 @@ from typing import Any
 
 LOSS_VARIANTS = ("ce", "focal", "dis", "d2net", "d2net_l1", "d2net_bce")
 DATASETS = ("thumos14", "activitynet12")
+SELECT_ON = ("heldout", "test", "last")  # checkpoint selection of a training run
 
 
 @dataclasses.dataclass

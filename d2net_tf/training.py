@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.config import D2NetConfig
+from d2net_tf.config import SELECT_ON, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, make_strategy
 from d2net_tf.errors import D2NetInputError
@@ -29,7 +29,6 @@ from d2net_tf.inference import evaluate_model
 from d2net_tf.localization import LocalizationConfig
 from d2net_tf.model import D2Net, build_model
 
-SELECT_ON = ("heldout", "test", "last")
 
 
 @dataclasses.dataclass

@@ -73,5 +73,10 @@ def run_cli(main):
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             print(f"error: {msg}", file=sys.stderr)
             sys.exit(2)
+        except FloatingPointError as e:  # training stopped by --max_nonfinite_steps (checkpoint saved)
+            if FLAGS.verbosity >= 1:
+                traceback.print_exc()
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapped

@@ -31,7 +31,7 @@ from d2net_tf.evaluation import (
     load_ground_truth_json,
 )
 
-from trainers import fit as _fit  # noqa: F401  (the training flags: a model's flagfile is accepted as is)
+from trainers import training_flags  # noqa: F401  (a model's training flagfile is accepted as is)
 from trainers.common import load_dataset_from_flags, split_train_test
 
 FLAGS = flags.FLAGS

@@ -1,0 +1,78 @@
+"""Flags of the training job, shared by trainers.fit, trainers.evaluate and benchmarks.ablation.
+
+Every field of ModelConfig / LossConfig / TrainConfig is a flag of the same name (the
+loss variant is `--loss`); unset flags keep the value of `--preset`. Importing this
+module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from d2net_tf import config as C
+from d2net_tf.config import SELECT_ON
+from trainers.common import define_data_flags
+
+FLAGS = flags.FLAGS
+_SKIP = {"feature_dim", "num_classes"}  # from the data
+_RENAME = {"variant": "loss"}
+
+
+def _define_config_flags() -> None:
+    for cls in (C.ModelConfig, C.LossConfig, C.TrainConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in _SKIP:
+                continue
+            name = _RENAME.get(f.name, f.name)
+            doc = f"{cls.__name__}.{f.name} (default: from --preset)."
+            if f.type in ("bool", bool):
+                flags.DEFINE_boolean(name, None, doc)
+            elif f.type in ("int", int):
+                flags.DEFINE_integer(name, None, doc)
+            elif f.type in ("float", float):
+                flags.DEFINE_float(name, None, doc)
+            else:
+                flags.DEFINE_string(name, None, doc)
+
+
+define_data_flags()
+_define_config_flags()
+flags.DEFINE_enum("preset", "official", ["official", "paper"], "Paper settings or the official code's.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs and results.json go.")
+flags.DEFINE_integer("eval_every", 1000, "Evaluate for checkpoint selection every N steps.")
+flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
+flags.DEFINE_enum("select_on", "heldout", list(SELECT_ON), "Checkpoint selection: held-out part of the "
+                  "training split (honest), the test split (as the official code; flatters numbers), or the last.")
+flags.DEFINE_float("heldout_fraction", 0.1, "Fraction of the training split held out for --select_on=heldout.")
+flags.DEFINE_enum("protocol", "anet", ["anet", "wtalc"], "Evaluation protocol.")
+flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
+flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision of the convolutions.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
+                  "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
+                  "losses are computed on the global batch (BUILD.md, section Scaling).")
+flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
+                     "padding; same results as padded batches).")
+flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
+flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
+                     "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")
+flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 bar, 2 one line per round).")
+
+
+def config_from_flags(feature_dim: int, num_classes: int) -> C.D2NetConfig:
+    dataset = "activitynet12" if FLAGS.dataset == "activitynet12" else "thumos14"
+    cfg = C.preset(FLAGS.preset, dataset)
+    cfg.model.feature_dim, cfg.model.num_classes = feature_dim, num_classes
+    for part in (cfg.model, cfg.loss, cfg.train):
+        for f in dataclasses.fields(part):
+            if f.name in _SKIP:
+                continue
+            value = getattr(FLAGS, _RENAME.get(f.name, f.name))
+            if value is not None:
+                setattr(part, f.name, value)
+    if cfg.loss.variant not in C.LOSS_VARIANTS:
+        raise flags.ValidationError(f"--loss must be one of {C.LOSS_VARIANTS}, got {cfg.loss.variant!r}")
+    return cfg
