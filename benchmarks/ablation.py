@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -98,7 +99,7 @@ def main(argv):
     del argv
     dataset = load_dataset_from_flags()
     results = {v: [run_one(v, s, dataset) for s in range(FLAGS.seeds)] for v in FLAGS.variants}
-    command = f"python -m benchmarks.ablation --flagfile=configs/ablation_synthetic.flags --seeds {FLAGS.seeds}"
+    command = "python -m benchmarks.ablation " + " ".join(sys.argv[1:])
     table = format_table(summarize(results), command)
     with open(FLAGS.table, "w") as f:
         f.write(table)
