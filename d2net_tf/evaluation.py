@@ -47,14 +47,13 @@ fractions in [0, 1] (the table prints percentages).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any, Sequence
 
 import numpy as np
 
 import d2net_tf
+from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.errors import DataFormatError, D2NetInputError
 from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, Detections, segment_iou, temporal_iou
 
@@ -498,20 +497,7 @@ def write_detections_json(path: str, detections: Detections, classlist: Sequence
     ):
         results.setdefault(v, []).append({"label": classlist[c], "segment": [s, e], "score": x})
     payload = {"version": f"d2net-tf {d2net_tf.__version__}", "results": results, "external_data": {}}
-    with open(path, "w") as f:
-        json.dump(payload, f)
-
-
-def _read_json(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise DataFormatError(f"{path}: file not found")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{path}: not a UTF-8 JSON text file") from None
+    write_json_atomic(path, payload)
 
 
 def _segment(path: str, where: str, seg: Any) -> tuple[float, float]:
@@ -530,7 +516,7 @@ def _segment(path: str, where: str, seg: Any) -> tuple[float, float]:
 
 def load_detections_json(path: str, classlist: Sequence[str]) -> Detections:
     """Reads ActivityNet-format results (any producer). Labels must be in `classlist`."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or "results" not in data:
         raise DataFormatError(f"{path}: missing key 'results' (expected ActivityNet results JSON)")
     results = data["results"]
@@ -577,7 +563,7 @@ def load_ground_truth_json(
     `ground_truth_to_json`), else the sorted unique labels. Extensions read when
     present: per-video "ambiguous": [[s, e], ...] and top-level "snippets_per_second".
     """
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or "database" not in data:
         raise DataFormatError(f"{path}: missing key 'database' (expected ActivityNet ground-truth JSON)")
     db = data["database"]

@@ -16,7 +16,7 @@ from d2net_tf.evaluation import (
     classification_map,
     evaluate_detections,
 )
-from d2net_tf.localization import LocalizationConfig, localize_videos
+from d2net_tf.localization import Detections, LocalizationConfig, localize_videos
 
 
 def compiled_forward(model) -> tf.types.experimental.GenericFunction:
@@ -69,7 +69,7 @@ def evaluate_model(
     tiou_thresholds=None,
     remove_ambiguous: bool | None = None,
     max_snippets: int = 50000,
-) -> tuple[dict, "Detections"]:  # noqa: F821
+) -> tuple[dict, Detections]:
     """Localization mAP (and classification mAP) of `model` on all videos of `dataset`."""
     scores, order = [], []
 

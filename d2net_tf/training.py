@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
 import os
 import signal
-import tempfile
 import time
 from typing import Callable
 
@@ -25,6 +22,7 @@ from d2net_tf.config import SELECT_ON, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, make_strategy
 from d2net_tf.errors import D2NetInputError
+from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.inference import evaluate_model
 from d2net_tf.localization import LocalizationConfig
 from d2net_tf.model import D2Net, build_model
@@ -50,24 +48,6 @@ class RunConfig:
     max_nonfinite_steps: int = 100
     deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
     verbose: int = 1
-
-
-def write_json_atomic(path: str, data) -> None:
-    """Writes JSON through a temporary file and a rename: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
-
-
-def read_json_file(path: str):
-    """json.load with errors that name the file (D2NetInputError: one line from the CLIs)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise D2NetInputError(f"{path}: malformed JSON ({e})")
 
 
 def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[VideoDataset, VideoDataset]:
@@ -148,7 +128,7 @@ def restore_model(model_dir: str, which: str = "best") -> tuple[D2Net, D2NetConf
     cfg_path = os.path.join(model_dir, "config.json")
     if not os.path.exists(cfg_path):
         raise D2NetInputError(f"{model_dir}: not a model directory (no config.json)")
-    record = read_json_file(cfg_path)
+    record = read_json(cfg_path)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise D2NetInputError(f"{cfg_path}: expected an object with a 'config' object (written by trainers.fit)")
     try:
@@ -221,7 +201,7 @@ def train_and_evaluate(
     record = {"config": cfg.to_dict(), "run": dataclasses.asdict(run), "dataset": train_set.name,
               "classlist": list(train_set.classlist), "snippets_per_second": train_set.snippets_per_second}
     if os.path.exists(cfg_path):
-        old = read_json_file(cfg_path)
+        old = read_json(cfg_path)
         if not isinstance(old, dict) or old.get("config") != record["config"]:
             raise D2NetInputError(
                 f"{cfg_path}: MODEL_DIR holds a run with a different configuration; "
@@ -257,8 +237,7 @@ def train_and_evaluate(
                 "the resumed run draws other dropout masks than an uninterrupted one would")
         log(f"resumed from {manager.latest_checkpoint} at step {int(model.train_steps.numpy())}")
         if os.path.exists(state_path):
-            with open(state_path) as f:
-                best = json.load(f)
+            best = read_json(state_path)
 
     writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tensorboard"))
     tb = keras.callbacks.TensorBoard(os.path.join(run.model_dir, "tensorboard", "fit"), update_freq=50)

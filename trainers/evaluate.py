@@ -15,7 +15,6 @@ on stderr and exit status 2 (a traceback with --verbosity >= 1).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -23,8 +22,8 @@ import traceback
 from absl import app, flags
 
 from d2net_tf.errors import D2NetInputError
+from d2net_tf.jsonio import write_json_atomic
 from d2net_tf.evaluation import (
-    PROTOCOLS,
     evaluate_detections,
     format_results_table,
     load_detections_json,
@@ -103,8 +102,7 @@ def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_outp
 def write_result(result: dict, output: str | None) -> None:
     print(format_results_table(result))
     if output:
-        with open(output, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json_atomic(output, result)
         print(f"wrote {output}")
 
 

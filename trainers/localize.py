@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from absl import app, flags
 
 from d2net_tf.data.dataset import validate_features

@@ -12,7 +12,6 @@ Video-level labels are the set of labels of a video's annotations.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable
 
@@ -21,20 +20,7 @@ import numpy as np
 from d2net_tf.data.dataset import VideoDataset, drop_unusable_videos, validate_features
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import DataFormatError
-
-
-def read_json(path: str) -> dict:
-    """Reads a JSON object, with errors that name the file."""
-    if not os.path.exists(path):
-        raise DataFormatError(f"{path}: no such file")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"{path}: malformed JSON ({e})")
-    if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a JSON object at the top level")
-    return data
+from d2net_tf.jsonio import read_json
 
 
 def load_per_video_dataset(
@@ -49,6 +35,8 @@ def load_per_video_dataset(
 ) -> VideoDataset:
     """Loads a per-video dataset; videos without a feature file are skipped with one warning."""
     gt = read_json(ground_truth_json)
+    if not isinstance(gt, dict):
+        raise DataFormatError(f"{ground_truth_json}: expected a JSON object at the top level")
     if "database" not in gt or not isinstance(gt["database"], dict):
         raise DataFormatError(f"{ground_truth_json}: missing the 'database' object")
     if not os.path.isdir(feature_dir):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -56,7 +55,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from d2net_tf.data.safe_npy import load_npy
-from d2net_tf.errors import D2NetInputError, DataFormatError
+from d2net_tf.errors import D2NetInputError
 
 SNIPPETS_PER_SECOND = 25.0 / 16.0
 ANNOTATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "annotations")
