@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 import signal
+import tempfile
 import time
 from typing import Callable
 
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 from d2net_tf.config import SELECT_ON, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
-from d2net_tf.distribute import distributed_training_dataset, make_strategy
+from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.inference import evaluate_model
@@ -222,20 +223,24 @@ def train_and_evaluate(
     with strategy.scope():  # variables mirrored on every replica; x_ref synchronised (see D2Net)
         model = create_model(cfg, run)
     ckpt = checkpoint_for(model)
-    manager = tf.train.CheckpointManager(ckpt, run.model_dir, max_to_keep=run.keep_checkpoints)
-    best_manager = tf.train.CheckpointManager(ckpt, os.path.join(run.model_dir, "best"), max_to_keep=1)
+    # Multi-worker: every worker takes part in each save (collectives), but only the chief
+    # writes into MODEL_DIR; the others write to a private folder and all resume from the chief's.
+    ckpt_root = run.model_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="d2net-worker-ckpt-")
+    manager = tf.train.CheckpointManager(ckpt, ckpt_root, max_to_keep=run.keep_checkpoints)
+    best_manager = tf.train.CheckpointManager(ckpt, os.path.join(ckpt_root, "best"), max_to_keep=1)
     state_path = os.path.join(run.model_dir, "best", "selection.json")
     best = {"step": -1, "mAP@0.5": -1.0}
-    if manager.latest_checkpoint:
-        status = ckpt.restore(manager.latest_checkpoint)
+    latest = tf.train.latest_checkpoint(run.model_dir)
+    if latest:
+        status = ckpt.restore(latest)
         try:
             status.assert_existing_objects_matched()
         except AssertionError:  # written before the dropout RNG state was checkpointed
             tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
-                manager.latest_checkpoint).assert_existing_objects_matched()
-            log(f"warning: {manager.latest_checkpoint} has no dropout RNG state (older version): "
+                latest).assert_existing_objects_matched()
+            log(f"warning: {latest} has no dropout RNG state (older version): "
                 "the resumed run draws other dropout masks than an uninterrupted one would")
-        log(f"resumed from {manager.latest_checkpoint} at step {int(model.train_steps.numpy())}")
+        log(f"resumed from {latest} at step {int(model.train_steps.numpy())}")
         if os.path.exists(state_path):
             best = read_json(state_path)
 
