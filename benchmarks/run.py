@@ -20,6 +20,7 @@ BENCHMARKS = {
     "train_step": "Training step (B=10 THUMOS14-shaped batches, C=20)",
     "evaluate": "Evaluation and post-processing (THUMOS14 test ground truth)",
     "inference": "Inference latency per video (D=2048, C=20)",
+    "test_split": "Whole THUMOS14-shaped test split: forward + localization + evaluation (D=2048, float32)",
 }
 
 _CHILD = """
@@ -48,7 +49,8 @@ def main():
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     kwargs = {"train_step": {"repeats": 3 if args.quick else 5, "quick": args.quick},
-              "evaluate": {"repeats": repeats}, "inference": {"repeats": repeats}}
+              "evaluate": {"repeats": repeats}, "inference": {"repeats": repeats},
+              "test_split": {"repeats": 2 if args.quick else 3}}
     parts = [f"# Benchmarks\n\nRun on {datetime.date.today().isoformat()} with `python -m benchmarks.run"
              f"{' --quick' if args.quick else ''}`.\n\n{machine_header()}\n"]
     for name, title in BENCHMARKS.items():

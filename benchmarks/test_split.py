@@ -1,0 +1,77 @@
+"""Whole-test-split benchmark: `python -m benchmarks.test_split`.
+
+The THUMOS14 test split as the evaluation sees it: 212 videos of the real test lengths
+(T_i = round(duration_i x 25 / 16), 71,804 snippets), D=2048, C=20, the real ground truth;
+random features and a randomly initialised model with a non-zero x_ref (speed does not
+depend on the values). Times the forward pass over packed sequences, the Sec. 3.3
+localization and the mAP evaluation at tIoU 0.1..0.7 separately, each the median of
+`repeats` runs. Reference: the official code takes 48 ms forward + 43 ms post-processing
+per video and 3.3 s for mAP at 5 thresholds: 22.8 s in total on this kind of machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from benchmarks.common import machine_header, markdown_table, peak_rss_mib, time_calls
+from d2net_tf.config import preset
+from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
+from d2net_tf.evaluation import GroundTruth, evaluate_detections
+from d2net_tf.inference import predict_videos
+from d2net_tf.localization import localize_videos
+from d2net_tf.training import RunConfig, create_model, localization_config
+
+OFFICIAL_TOTAL_S = 22.8
+
+
+def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
+    test = load_wtalc_annotations(vendored_annotation_dir("Thumos14reduced")).subset("test")
+    rng = np.random.default_rng(0)
+    lengths = np.maximum(np.round(test.durations * 25 / 16).astype(int), 1)
+    test.features = [rng.random((t, 2048), dtype=np.float32) for t in lengths]
+    cfg = preset("official")
+    model = create_model(cfg, RunConfig(model_dir="", precision=precision))
+    model.x_ref.assign(rng.random(1024).astype(np.float32))
+    loc = localization_config("official", test.name, cfg.loss.topk_divisor)
+    gt = GroundTruth.from_dataset(test)
+    outputs = {}
+
+    def forward():
+        outputs["videos"] = [(v, t, a) for v, t, a, _ in predict_videos(model, test)]
+
+    def localize():
+        outputs["det"] = localize_videos(outputs["videos"], test.snippets_per_second, loc)
+
+    def evaluate():
+        evaluate_detections(gt, outputs["det"], (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
+
+    rows = []
+    total = 0.0
+    for name, fn in (("forward (packed)", forward), ("localization", localize), ("evaluation, 7 tIoU", evaluate)):
+        t = time_calls(fn, repeats, warmup=1)
+        total += t["median_s"]
+        rows.append({"stage": name, **t, "per_video_ms": 1000 * t["median_s"] / len(test)})
+    rows.append({"stage": "total", "median_s": total, "per_video_ms": 1000 * total / len(test),
+                 "vs_official": OFFICIAL_TOTAL_S / total, "detections": len(outputs["det"]),
+                 "snippets": int(lengths.sum()), "precision": precision, "peak_rss_mib": peak_rss_mib()})
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    args = parser.parse_args()
+    rows = run(args.repeats, args.precision)
+    print(machine_header())
+    print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "vs_official", "detections",
+                                "snippets", "precision", "peak_rss_mib"]))
+
+
+if __name__ == "__main__":
+    main()
