@@ -14,11 +14,11 @@ with a warning on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, Sequence
 
-from d2net_tf.errors import D2NetInputError
+from d2net_tf.cli import run_cli
+from d2net_tf.jsonio import write_json_atomic
 from d2net_tf.evaluation import GroundTruth, ground_truth_to_json
 
 
@@ -55,19 +55,15 @@ def wtalc_to_activitynet(
     return out
 
 
+@run_cli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--annotations", required=True, help="W-TALC {DATASET}-Annotations folder")
     parser.add_argument("--subset", default=None, help="e.g. test / validation (default: all videos)")
     parser.add_argument("--output", required=True, help="output JSON path")
     args = parser.parse_args(argv)
-    try:
-        payload = wtalc_to_activitynet(args.annotations, args.subset)
-        with open(args.output, "w") as f:
-            json.dump(payload, f)
-    except (D2NetInputError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    payload = wtalc_to_activitynet(args.annotations, args.subset)
+    write_json_atomic(args.output, payload)
     db = payload["database"]
     n_seg = sum(len(v["annotations"]) for v in db.values())
     print(f"wrote {args.output}: {len(db)} videos, {n_seg} segments, {len(payload['classlist'])} classes")

@@ -425,5 +425,7 @@ def test_ground_truth_cli_converts_wtalc_annotations(tmp_path, capsys):
     assert back.classlist == direct.classlist and back.video_list == direct.video_list
     np.testing.assert_allclose(back.starts, direct.starts)
     assert back.ambiguous.keys() == direct.ambiguous.keys()
-    assert gt_main(["--annotations", str(tmp_path / "nope"), "--output", out]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        gt_main(["--annotations", str(tmp_path / "nope"), "--output", out])
+    assert exit_info.value.code == 2
     assert "nope: annotation folder does not exist" in capsys.readouterr().err

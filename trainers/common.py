@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
-import traceback
 
 from absl import flags, logging
+
+from d2net_tf.cli import run_cli  # noqa: F401  (the commands import it from here)
 
 from d2net_tf.data.dataset import DATASET_SPLITS, VideoDataset
 from d2net_tf.errors import D2NetInputError
@@ -57,26 +57,3 @@ def load_dataset_from_flags() -> VideoDataset:
 def split_train_test(dataset: VideoDataset) -> tuple[VideoDataset, VideoDataset]:
     train_subset, test_subset = DATASET_SPLITS.get(dataset.name, ("training", "validation"))
     return dataset.subset(train_subset), dataset.subset(test_subset)
-
-
-def run_cli(main):
-    """Wraps an absl main: bad input -> one line on stderr and exit status 2 (traceback with --verbosity>=1)."""
-
-    def wrapped(argv):
-        if not FLAGS["verbosity"].present:  # warnings and errors only; --verbosity=0 shows INFO logs
-            logging.set_verbosity(logging.WARNING)
-        try:
-            return main(argv)
-        except (D2NetInputError, FileNotFoundError, PermissionError, IsADirectoryError, FileExistsError) as e:
-            if FLAGS.verbosity >= 1:
-                traceback.print_exc()
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"error: {msg}", file=sys.stderr)
-            sys.exit(2)
-        except FloatingPointError as e:  # training stopped by --max_nonfinite_steps (checkpoint saved)
-            if FLAGS.verbosity >= 1:
-                traceback.print_exc()
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
-
-    return wrapped

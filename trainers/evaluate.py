@@ -16,8 +16,6 @@ on stderr and exit status 2 (a traceback with --verbosity >= 1).
 from __future__ import annotations
 
 import os
-import sys
-import traceback
 
 from absl import app, flags
 
@@ -31,7 +29,7 @@ from d2net_tf.evaluation import (
 )
 
 from trainers import training_flags  # noqa: F401  (a model's training flagfile is accepted as is)
-from trainers.common import load_dataset_from_flags, split_train_test
+from trainers.common import load_dataset_from_flags, run_cli, split_train_test
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder (then pass --subset, e.g. test).")
@@ -106,26 +104,21 @@ def write_result(result: dict, output: str | None) -> None:
         print(f"wrote {output}")
 
 
+@run_cli
 def main(argv):
     del argv
-    try:
-        if FLAGS.model_dir:
-            result = evaluate_model_dir(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.detections_output)
-            write_result(result, FLAGS.output)
-            return 0
-        if not FLAGS.ground_truth or not FLAGS.predictions:
-            raise D2NetInputError("--ground_truth and --predictions are required")
-        remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
-        result = evaluate_predictions_file(
-            FLAGS.ground_truth, FLAGS.predictions, parse_thresholds(FLAGS.tiou_thresholds),
-            FLAGS.subset, FLAGS.protocol, remove,
-        )
+    if FLAGS.model_dir:
+        result = evaluate_model_dir(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.detections_output)
         write_result(result, FLAGS.output)
-    except (D2NetInputError, OSError) as e:
-        if FLAGS.verbosity >= 1:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 0
+    if not FLAGS.ground_truth or not FLAGS.predictions:
+        raise D2NetInputError("--ground_truth and --predictions are required")
+    remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
+    result = evaluate_predictions_file(
+        FLAGS.ground_truth, FLAGS.predictions, parse_thresholds(FLAGS.tiou_thresholds),
+        FLAGS.subset, FLAGS.protocol, remove,
+    )
+    write_result(result, FLAGS.output)
     return 0
 
 

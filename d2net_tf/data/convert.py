@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from d2net_tf.data.safe_npy import load_npy
+from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError, DataFormatError
 
 SNIPPETS_PER_SECOND = 25.0 / 16.0
@@ -102,16 +103,13 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
     return {"out": out_dir, "num_videos": n, "total_snippets": int(total), "classes": len(classlist)}
 
 
+@run_cli
 def main(argv: list[str]) -> int:
     from absl import flags
 
     del argv
     f = flags.FLAGS
-    try:
-        summary = convert(f.features, f.annotations, f.out, overwrite=f.overwrite)
-    except (D2NetInputError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = convert(f.features, f.annotations, f.out, overwrite=f.overwrite)
     print(f"wrote {summary['num_videos']} videos ({summary['total_snippets']} snippets, "
           f"{summary['classes']} classes) to {summary['out']}")
     return 0

@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from d2net_tf.data.safe_npy import load_npy
+from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError
 
 SNIPPETS_PER_SECOND = 25.0 / 16.0
@@ -635,17 +636,14 @@ def generate(
     return summary
 
 
+@run_cli
 def main(argv: list[str]) -> int:
     from absl import flags
 
     del argv
     flags_ = flags.FLAGS
-    try:
-        summary = generate(flags_.preset, flags_.out, flags_.feature_dim, flags_.seed, overwrite=flags_.overwrite,
-                           log=print)
-    except (D2NetInputError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = generate(flags_.preset, flags_.out, flags_.feature_dim, flags_.seed, overwrite=flags_.overwrite,
+                       log=print)
     print(f"wrote {summary['dataset']} ({summary['preset']}) to {flags_.out}")
     print(f"  videos: {summary['num_videos']} " + ", ".join(f"{k}: {v}" for k, v in summary["videos_per_subset"].items()))
     print(f"  snippets: {summary['total_snippets']}  feature_dim: {summary['feature_dim']}")
