@@ -96,6 +96,7 @@ class GroundTruth:
       durations: video id -> seconds, or None. Its keys, when given, are the
         videos of the split (including videos without segments).
       snippets_per_second: feature rate (used by the "wtalc" protocol).
+      subsets: video id -> subset name, when known (read from ground-truth JSON).
     """
 
     video_ids: np.ndarray
@@ -106,6 +107,7 @@ class GroundTruth:
     ambiguous: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     durations: dict[str, float] | None = None
     snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND
+    subsets: dict[str, str] | None = None
 
     def __post_init__(self):
         self.video_ids = np.asarray(self.video_ids, dtype=str).reshape(-1)
@@ -563,7 +565,17 @@ def load_ground_truth_json(
     `ground_truth_to_json`), else the sorted unique labels. Extensions read when
     present: per-video "ambiguous": [[s, e], ...] and top-level "snippets_per_second".
     """
-    data = read_json(path)
+    return ground_truth_from_dict(read_json(path), path, subset, classlist)
+
+
+def ground_truth_from_dict(
+    data: Any, path: str, subset: str | None = None, classlist: Sequence[str] | None = None
+) -> GroundTruth:
+    """`load_ground_truth_json` of already-parsed JSON `data`; `path` names the source in errors.
+
+    Validates every entry (objects, annotations list, numeric duration, finite segments with
+    end > start, known labels). The videos' subsets are in `GroundTruth.subsets`.
+    """
     if not isinstance(data, dict) or "database" not in data:
         raise DataFormatError(f"{path}: missing key 'database' (expected ActivityNet ground-truth JSON)")
     db = data["database"]
@@ -571,6 +583,7 @@ def load_ground_truth_json(
         raise DataFormatError(f"{path}: 'database' must be an object {{video_id: {{...}}}}")
     rows: list[tuple[str, str, float, float]] = []
     durations: dict[str, float] = {}
+    subsets: dict[str, str] = {}
     ambiguous: dict[str, np.ndarray] = {}
     for vid, entry in db.items():
         where = f"database[{vid!r}]"
@@ -581,6 +594,8 @@ def load_ground_truth_json(
                 raise DataFormatError(f"{path}: {where}: missing key 'subset'")
             if str(entry["subset"]) != subset:
                 continue
+        if "subset" in entry:
+            subsets[str(vid)] = str(entry["subset"])
         if "annotations" not in entry:
             raise DataFormatError(f"{path}: {where}: missing key 'annotations'")
         if not isinstance(entry["annotations"], list):
@@ -607,8 +622,8 @@ def load_ground_truth_json(
                 [_segment(path, f"{where}.ambiguous[{i}]", a) for i, a in enumerate(entry["ambiguous"])]
             )
     if subset is not None and not durations:
-        subsets = sorted({str(e.get("subset")) for e in db.values() if isinstance(e, dict)})
-        raise DataFormatError(f"{path}: no video in subset {subset!r}; subsets present: {subsets}")
+        present = sorted({str(e.get("subset")) for e in db.values() if isinstance(e, dict)})
+        raise DataFormatError(f"{path}: no video in subset {subset!r}; subsets present: {present}")
     if classlist is None:
         if "classlist" in data:
             classlist = [str(c) for c in data["classlist"]]
@@ -628,6 +643,7 @@ def load_ground_truth_json(
         ambiguous=ambiguous,
         durations=durations,
         snippets_per_second=float(sps),
+        subsets=subsets,
     )
 
 

@@ -165,7 +165,7 @@ def test_per_video_loader_hand_made(tmp_path):
 
 @pytest.mark.parametrize("database,match", [
     ({"a": {"subset": "t", "duration": 1.0, "annotations": [{"label": "x", "segment": [2.0, 1.0]}]}},
-     r"annotations\[0\]: segment end must be > start"),
+     r"database\['a'\]\.annotations\[0\]\.segment: end must be > start"),
     ({"a": {"duration": 1.0}}, r"database\['a'\]: missing field 'subset'"),
 ])
 def test_per_video_bad_ground_truth(tmp_path, database, match):

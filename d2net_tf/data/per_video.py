@@ -20,6 +20,7 @@ import numpy as np
 from d2net_tf.data.dataset import VideoDataset, drop_unusable_videos, validate_features
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import DataFormatError
+from d2net_tf.evaluation import ground_truth_from_dict
 from d2net_tf.jsonio import read_json
 
 
@@ -37,8 +38,6 @@ def load_per_video_dataset(
     gt = read_json(ground_truth_json)
     if not isinstance(gt, dict):
         raise DataFormatError(f"{ground_truth_json}: expected a JSON object at the top level")
-    if "database" not in gt or not isinstance(gt["database"], dict):
-        raise DataFormatError(f"{ground_truth_json}: missing the 'database' object")
     if not os.path.isdir(feature_dir):
         raise DataFormatError(f"{feature_dir}: feature folder does not exist")
     sps = gt.get("snippets_per_second", snippets_per_second)
@@ -47,44 +46,35 @@ def load_per_video_dataset(
             f"{ground_truth_json}: the feature rate is unknown: give 'snippets_per_second' in the JSON "
             f"or the snippets_per_second argument (a positive number)"
         )
-    db = gt["database"]
-    all_labels = sorted({a.get("label") for v in db.values() for a in v.get("annotations", [])} - {None})
-    classlist = [str(c) for c in gt.get("classlist", all_labels)]
-    class_index = {c: i for i, c in enumerate(classlist)}
-
+    db = gt.get("database")
+    for vid, entry in (db.items() if isinstance(db, dict) else ()):
+        for key in ("subset", "duration"):  # needed for training data; optional for evaluation
+            if isinstance(entry, dict) and key not in entry:
+                raise DataFormatError(f"{ground_truth_json}: database[{vid!r}]: missing field {key!r}")
+    # Entries, segments and labels are validated by the evaluation's ground-truth parser.
+    table = ground_truth_from_dict(gt, ground_truth_json)
+    classlist = table.classlist
+    rows_of: dict[str, list[int]] = {}
+    for i, v in enumerate(table.video_ids.tolist()):
+        rows_of.setdefault(v, []).append(i)
     vids, subsets, durations, labels, segments, seg_labels, features = [], [], [], [], [], [], []
-    for vid, entry in db.items():
-        where = f"{ground_truth_json}: database[{vid!r}]"
-        if not isinstance(entry, dict):
-            raise DataFormatError(f"{where}: expected an object")
-        for key in ("subset", "duration"):
-            if key not in entry:
-                raise DataFormatError(f"{where}: missing field {key!r}")
+    for vid in table.video_list:
+        if not np.isfinite(table.durations[vid]):
+            raise DataFormatError(f"{ground_truth_json}: database[{vid!r}]: duration must be a number")
+        rows = np.asarray(rows_of.get(vid, []), dtype=np.int64)
         y = np.zeros(len(classlist), np.float32)
-        segs, labs = [], []
-        for j, ann in enumerate(entry.get("annotations", [])):
-            label, seg = ann.get("label"), ann.get("segment")
-            if label not in class_index:
-                raise DataFormatError(f"{where}.annotations[{j}]: label {label!r} is not in the class list")
-            if not (isinstance(seg, (list, tuple)) and len(seg) == 2):
-                raise DataFormatError(f"{where}.annotations[{j}]: segment must be [start_s, end_s], got {seg!r}")
-            s, e = float(seg[0]), float(seg[1])
-            if not (np.isfinite(s) and np.isfinite(e) and e > s):
-                raise DataFormatError(f"{where}.annotations[{j}]: segment end must be > start, got {seg!r}")
-            segs.append([s, e])
-            labs.append(class_index[label])
-            y[class_index[label]] = 1.0
+        y[table.class_ids[rows]] = 1.0
         path = os.path.join(feature_dir, f"{vid}.npy")
         feat = None
         if os.path.exists(path):
             feat = validate_features(load_npy(path), source=path, video_id=vid, feature_dim=feature_dim)
             feature_dim = feat.shape[1] if feature_dim is None else feature_dim
         vids.append(vid)
-        subsets.append(str(entry["subset"]))
-        durations.append(float(entry["duration"]))
+        subsets.append(table.subsets[vid])
+        durations.append(table.durations[vid])
         labels.append(y)
-        segments.append(np.asarray(segs, np.float64).reshape(-1, 2))
-        seg_labels.append(np.asarray(labs, np.int32))
+        segments.append(np.stack([table.starts[rows], table.ends[rows]], axis=1))
+        seg_labels.append(table.class_ids[rows])
         features.append(feat)
     dataset = VideoDataset(
         name=name,
