@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags
 
-from d2net_tf.training import RunConfig, train_and_evaluate
+from d2net_tf.training import train_and_evaluate
 from trainers import training_flags
 from trainers.common import load_dataset_from_flags, run_cli, split_train_test
 
@@ -53,10 +53,7 @@ def run_one(variant: str, seed: int, dataset) -> dict:
     FLAGS.loss, FLAGS.seed = variant, seed
     train_set, test_set = split_train_test(dataset)
     cfg = training_flags.config_from_flags(dataset.feature_dim, dataset.num_classes)
-    run = RunConfig(model_dir=model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
-                    select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
-                    localization_preset=FLAGS.localization, precision=FLAGS.precision, packed=FLAGS.packed,
-                    verbose=0)
+    run = training_flags.run_config_from_flags(model_dir, verbose=0)
     t0 = time.time()
     result = train_and_evaluate(cfg, run, train_set, test_set, log=lambda m: print(f"  [{variant} s{seed}] {m}", flush=True))
     print(f"{variant} seed {seed}: mAP@0.5 {result['mAP'][4]:.4f} in {time.time() - t0:.0f} s", flush=True)

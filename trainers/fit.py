@@ -12,9 +12,9 @@ import os
 from absl import app, flags
 
 from d2net_tf.evaluation import format_results_table
-from d2net_tf.training import RunConfig, train_and_evaluate
+from d2net_tf.training import train_and_evaluate
 from trainers.common import load_dataset_from_flags, run_cli, split_train_test
-from trainers.training_flags import config_from_flags
+from trainers.training_flags import config_from_flags, run_config_from_flags
 
 FLAGS = flags.FLAGS
 
@@ -26,12 +26,7 @@ def main(argv):
     dataset = load_dataset_from_flags()
     train_set, test_set = split_train_test(dataset)
     cfg = config_from_flags(dataset.feature_dim, dataset.num_classes)
-    run = RunConfig(
-        model_dir=FLAGS.model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
-        select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
-        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision, packed=FLAGS.packed, strategy=FLAGS.strategy,
-        max_nonfinite_steps=FLAGS.max_nonfinite_steps, deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
-    )
+    run = run_config_from_flags(FLAGS.model_dir)
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "
           f"videos, {len(test_set)} evaluation videos, D={cfg.model.feature_dim}, {cfg.train.num_steps} steps")
     result = train_and_evaluate(cfg, run, train_set, test_set)

@@ -76,3 +76,18 @@ def config_from_flags(feature_dim: int, num_classes: int) -> C.D2NetConfig:
     if cfg.loss.variant not in C.LOSS_VARIANTS:
         raise flags.ValidationError(f"--loss must be one of {C.LOSS_VARIANTS}, got {cfg.loss.variant!r}")
     return cfg
+
+
+def run_config_from_flags(model_dir: str, **overrides):
+    """The RunConfig (d2net_tf.training) named by the flags, for `model_dir`."""
+    from d2net_tf.training import RunConfig  # imports TensorFlow
+
+    fields = dict(
+        model_dir=model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+        select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
+        localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
+        packed=FLAGS.packed, strategy=FLAGS.strategy, max_nonfinite_steps=FLAGS.max_nonfinite_steps,
+        deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
+    )
+    fields.update(overrides)
+    return RunConfig(**fields)
