@@ -27,6 +27,7 @@ from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.inference import evaluate_model
 from d2net_tf.localization import LocalizationConfig
 from d2net_tf.model import D2Net, build_model
+from d2net_tf.optimizers import FusedAdam, FusedAdamW
 
 
 
@@ -70,9 +71,9 @@ def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> 
 def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
     t = cfg.train
     if t.weight_decay_mode == "decoupled":
-        return keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
+        return FusedAdamW(t.learning_rate, weight_decay=t.weight_decay)
     if t.weight_decay_mode == "l2":
-        return keras.optimizers.Adam(t.learning_rate)
+        return FusedAdam(t.learning_rate)
     raise D2NetInputError(f"weight_decay_mode must be 'l2' or 'decoupled', got {t.weight_decay_mode!r}")
 
 
