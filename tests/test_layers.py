@@ -43,3 +43,46 @@ def test_temporal_conv_config_round_trip_and_even_kernel_refused():
     assert clone.get_config() == layer.get_config()
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         TemporalConv(3, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout16
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_dropout16_keep_fraction_and_scale(dtype):
+    from d2net_tf.layers import Dropout16
+
+    layer = Dropout16(0.7, seed=3, dtype="mixed_bfloat16" if dtype == "bfloat16" else "float32")
+    x = tf.ones([1, 500, 400], dtype)
+    out = layer(x, training=True)
+    assert out.dtype == tf.as_dtype(dtype)
+    y = tf.cast(out, tf.float64).numpy()
+    keep = 1.0 - round(0.7 * 65536) / 65536  # 0.3000031
+    kept = y != 0
+    n = y.size
+    # Binomial(n, keep): 5 standard deviations.
+    assert abs(kept.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n), kept.mean()
+    # Kept values scaled by 1 / keep (bfloat16: to its 8-bit precision), so E[y] = x.
+    np.testing.assert_allclose(np.unique(y[kept]), [1.0 / keep], rtol=1e-6 if dtype == "float32" else 4e-3)
+    assert abs(y.mean() - 1.0) < 5 * np.sqrt((1 - keep) / keep / n)
+
+
+def test_dropout16_rng_state_inference_and_config():
+    from d2net_tf.layers import Dropout16
+
+    x = tf.random.stateless_normal([2, 30, 8], seed=[1, 2])
+    a, b = Dropout16(0.5, seed=11), Dropout16(0.5, seed=11)
+    first = a(x, training=True)
+    np.testing.assert_array_equal(first, b(x, training=True))  # same seed -> same mask
+    assert not np.array_equal(first, a(x, training=True))  # the state advances
+    np.testing.assert_array_equal(a(x, training=False), x)  # identity at inference
+    np.testing.assert_array_equal(Dropout16(0.0)(x, training=True), x)
+    assert not hasattr(Dropout16(0.0), "seed_generator")  # no RNG draw at rate 0 (like Keras)
+    odd = tf.ones([3, 5, 7])  # an odd number of elements (35 16-bit draws from 18 uint32)
+    assert Dropout16(0.3, seed=1)(odd, training=True).shape == odd.shape
+    clone = Dropout16.from_config(a.get_config())
+    assert clone.rate == 0.5 and clone.seed == 11
+    with pytest.raises(ValueError, match="rate must be in"):
+        Dropout16(1.0)
