@@ -31,6 +31,40 @@ def gather_statistics(stats: dict, ctx) -> dict:
     return out
 
 
+def unpack_videos(packed: tf.Tensor, unpack_index: tf.Tensor, video_mask: tf.Tensor) -> tf.Tensor:
+    """Per-video layout of a packed sequence: packed [1, L, F] -> [B, T, F], row [b, t] =
+    packed[0, unpack_index[b, t]] (see `data.pipeline.pack_videos`).
+
+    Its gradient is a gather through the inverse index (packed position -> [b, t]), not the
+    scatter-add (UnsortedSegmentSum) of `tf.gather`'s gradient: 3-4x cheaper at [3200, 1024].
+    It assumes what `pack_videos` guarantees, valid [b, t] positions (video_mask > 0) map to
+    distinct packed positions, and it drops the gradient of padded [b, t] rows (the losses
+    mask them: it is zero).
+    """
+    flat_index = tf.reshape(unpack_index, [-1])
+    flat_valid = tf.reshape(video_mask > 0, [-1])
+
+    @tf.custom_gradient
+    def unpack(x):
+        rows = tf.reshape(x, tf.shape(x)[1:])  # [L, F]
+        out = tf.gather(rows, unpack_index)
+
+        def grad(upstream):
+            b_t = tf.shape(flat_index)[0]
+            inverse = tf.tensor_scatter_nd_update(
+                tf.fill(tf.shape(rows)[:1], b_t),  # gaps -> the zero row appended below
+                tf.boolean_mask(flat_index, flat_valid)[:, None],
+                tf.boolean_mask(tf.range(b_t), flat_valid),
+            )
+            flat = tf.reshape(upstream, tf.concat([[b_t], tf.shape(upstream)[2:]], 0))
+            flat = tf.concat([flat, tf.zeros_like(flat[:1])], 0)
+            return tf.reshape(tf.gather(flat, inverse), tf.shape(x))
+
+        return out, grad
+
+    return unpack(packed)
+
+
 @keras.saving.register_keras_serializable(package="d2net_tf")
 class D2Net(keras.Model):
     """D2-Net: RGB and flow TemporalConvStreams, averaged embeddings and TCAMs.
@@ -123,8 +157,8 @@ class D2Net(keras.Model):
         outputs = self(batch["features"], snippet_mask=batch["mask"], training=training)
         if "unpack_index" not in batch:
             return outputs, batch["mask"]
-        idx = batch["unpack_index"]
-        unpacked = {k: tf.gather(outputs[k][0], idx) for k in ("tcam", "embeddings")}
+        unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])
+                    for k in ("tcam", "embeddings")}
         return unpacked, batch["video_mask"]
 
     def compute_losses(self, batch, outputs, perm, step, mask=None) -> dict:

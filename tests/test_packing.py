@@ -93,3 +93,24 @@ def test_packed_and_padded_training_steps_agree():
         weights.append([w.numpy() for w in model.weights])
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_unpack_videos_gradient_equals_gather_gradient():
+    from d2net_tf.model import unpack_videos
+
+    rng = np.random.default_rng(4)
+    batch = pack_videos([np.zeros((n, 2), np.float32) for n in (4, 7, 1, 6)], 2)
+    packed = tf.constant(rng.standard_normal(batch["features"].shape[:2] + (3,)).astype("float32"))
+    # The losses give padded [b, t] rows a zero gradient: weight them by the mask.
+    weights = tf.constant(rng.standard_normal(batch["video_mask"].shape + (3,)).astype("float32")
+                          * batch["video_mask"][..., None])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(packed)
+        ours = unpack_videos(packed, batch["unpack_index"], batch["video_mask"])
+        ref = tf.gather(packed[0], batch["unpack_index"])
+        loss_ours, loss_ref = tf.reduce_sum(tf.sin(ours) * weights), tf.reduce_sum(tf.sin(ref) * weights)
+    np.testing.assert_array_equal(ours, ref)
+    grad = tape.gradient(loss_ours, packed).numpy()
+    np.testing.assert_allclose(grad, tape.gradient(loss_ref, packed), rtol=1e-6, atol=1e-7)
+    gaps = batch["mask"][0] == 0
+    assert gaps.any() and np.all(grad[0, gaps] == 0)
