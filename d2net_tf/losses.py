@@ -26,10 +26,13 @@ def video_scores(tcam: tf.Tensor, mask: tf.Tensor, divisor: float = 8.0) -> tf.T
     tcam = tf.cast(tcam, tf.float32)
     k = topk_count(mask, divisor)  # [B]
     valid = tf.cast(mask, tf.bool)[:, :, None]
-    ranked = tf.sort(tf.where(valid, tcam, -1.0), axis=1, direction="DESCENDING")  # [B, T, C]
-    rank = tf.range(tf.shape(tcam)[1])[None, :, None]
+    # The largest k_max = max_b k_b values per (video, class), not a full sort over time
+    # (T/8 of the work and of the gradient's scatter).
+    scores = tf.transpose(tf.where(valid, tcam, -1.0), [0, 2, 1])  # [B, C, T]
+    ranked = tf.math.top_k(scores, k=tf.reduce_max(k), sorted=True).values  # [B, C, k_max]
+    rank = tf.range(tf.shape(ranked)[2])[None, None, :]
     take = tf.cast(rank < k[:, None, None], tf.float32)
-    return tf.reduce_sum(ranked * take, axis=1) / tf.cast(k, tf.float32)[:, None]
+    return tf.reduce_sum(ranked * take, axis=2) / tf.cast(k, tf.float32)[:, None]
 
 
 def top_down_attention(tcam: tf.Tensor, class_mask: tf.Tensor | None = None) -> tf.Tensor:
@@ -53,8 +56,10 @@ def foreground_background_embeddings(
     lam_b = 1.0 - attention
     w_fg = attention * tf.cast(attention > cfg.fg_threshold, tf.float32) * mask
     w_bg = lam_b * tf.cast(lam_b > cfg.bg_threshold, tf.float32) * mask
-    x_fg = tf.einsum("bt,btd->bd", w_fg, x)
-    x_bg = tf.einsum("bt,btd->bd", w_bg, x)
+    # Both weighted sums as one batched [2, T] x [T, D] matmul per video (5x faster with its
+    # gradient than two einsums "bt,btd->bd" on CPU, benchmarks/RESULTS.md).
+    x_fg_bg = tf.matmul(tf.stack([w_fg, w_bg], axis=1), x)  # [B, 2, D]
+    x_fg, x_bg = x_fg_bg[:, 0], x_fg_bg[:, 1]
     if cfg.weighted_mean_embeddings:
         x_fg = x_fg / (tf.reduce_sum(w_fg, axis=1, keepdims=True) + _TINY)
         x_bg = x_bg / (tf.reduce_sum(w_bg, axis=1, keepdims=True) + _TINY)
