@@ -52,13 +52,14 @@ def unpack_videos(packed: tf.Tensor, unpack_index: tf.Tensor, video_mask: tf.Ten
         def grad(upstream):
             b_t = tf.shape(flat_index)[0]
             inverse = tf.tensor_scatter_nd_update(
-                tf.fill(tf.shape(rows)[:1], b_t),  # gaps -> the zero row appended below
+                tf.fill(tf.shape(rows)[:1], -1),  # gaps: -1, zero gradient
                 tf.boolean_mask(flat_index, flat_valid)[:, None],
                 tf.boolean_mask(tf.range(b_t), flat_valid),
             )
             flat = tf.reshape(upstream, tf.concat([[b_t], tf.shape(upstream)[2:]], 0))
-            flat = tf.concat([flat, tf.zeros_like(flat[:1])], 0)
-            return tf.reshape(tf.gather(flat, inverse), tf.shape(x))
+            picked = tf.gather(flat, tf.maximum(inverse, 0))
+            picked = tf.where((inverse >= 0)[:, None], picked, tf.zeros_like(picked))
+            return tf.reshape(picked, tf.shape(x))
 
         return out, grad
 
