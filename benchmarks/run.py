@@ -1,6 +1,7 @@
 """All speed and memory benchmarks in one Markdown report: `python -m benchmarks.run [--quick]`.
 
-Runs the train-step, evaluation and inference benchmarks, each in its own process (so
+Runs the train-step (alone and against the PyTorch reference of the official network; the
+latter needs torch), evaluation and inference benchmarks, each in its own process (so
 each peak RSS is its own), and writes `benchmarks/RESULTS.md` (median, min, max over
 repeats) with the machine in the header.
 """
@@ -18,6 +19,7 @@ from benchmarks.common import machine_header, markdown_table
 
 BENCHMARKS = {
     "train_step": "Training step (B=10 THUMOS14-shaped batches, C=20)",
+    "train_vs_reference": "Training throughput against the official network in PyTorch, same run, paired rounds (D=2048, C=20)",
     "evaluate": "Evaluation and post-processing (THUMOS14 test ground truth)",
     "inference": "Inference latency per video (D=2048, C=20)",
     "test_split": "Whole THUMOS14-shaped test split: forward + localization + evaluation (D=2048, float32)",
@@ -49,6 +51,7 @@ def main():
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     kwargs = {"train_step": {"repeats": 3 if args.quick else 5, "quick": args.quick},
+              "train_vs_reference": {"repeats": 2 if args.quick else 5},
               "evaluate": {"repeats": repeats}, "inference": {"repeats": repeats},
               "test_split": {"repeats": 2 if args.quick else 3}}
     parts = [f"# Benchmarks\n\nRun on {datetime.date.today().isoformat()} with `python -m benchmarks.run"
