@@ -98,11 +98,11 @@ class Dropout16(keras.layers.Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.threshold = int(round(float(rate) * 65536))
+        if not (0.0 <= rate < 1.0 and self.threshold < 65536):
+            raise ValueError(f"dropout rate must be in [0, 1 - 2^-17), got {rate}")
         self.rate = float(rate)
         self.seed = seed
-        self.threshold = int(round(self.rate * 65536))
         if self.threshold:  # like keras.layers.Dropout: no RNG state (no global draw) at rate 0
             self.seed_generator = keras.random.SeedGenerator(seed)
         self.built = True

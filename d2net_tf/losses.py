@@ -56,8 +56,8 @@ def foreground_background_embeddings(
     lam_b = 1.0 - attention
     w_fg = attention * tf.cast(attention > cfg.fg_threshold, tf.float32) * mask
     w_bg = lam_b * tf.cast(lam_b > cfg.bg_threshold, tf.float32) * mask
-    # Both weighted sums as one batched [2, T] x [T, D] matmul per video (5x faster with its
-    # gradient than two einsums "bt,btd->bd" on CPU, benchmarks/RESULTS.md).
+    # Both weighted sums as one batched [2, T] x [T, D] matmul per video: with its gradient,
+    # 10 ms instead of 52 ms for two einsums "bt,btd->bd" at B=10, T=750, D=1024 (2-core CPU).
     x_fg_bg = tf.matmul(tf.stack([w_fg, w_bg], axis=1), x)  # [B, 2, D]
     x_fg, x_bg = x_fg_bg[:, 0], x_fg_bg[:, 1]
     if cfg.weighted_mean_embeddings:

@@ -84,5 +84,6 @@ def test_dropout16_rng_state_inference_and_config():
     assert Dropout16(0.3, seed=1)(odd, training=True).shape == odd.shape
     clone = Dropout16.from_config(a.get_config())
     assert clone.rate == 0.5 and clone.seed == 11
-    with pytest.raises(ValueError, match="rate must be in"):
-        Dropout16(1.0)
+    for bad in (1.0, 0.999995, -0.1):  # 0.999995 would round to a threshold of 2^16
+        with pytest.raises(ValueError, match="rate must be in"):
+            Dropout16(bad)
