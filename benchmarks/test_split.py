@@ -18,7 +18,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from benchmarks.common import machine_header, markdown_table, peak_rss_mib, time_calls
+from benchmarks.common import (
+    conv_flops_per_snippet,
+    machine_header,
+    markdown_table,
+    matmul_peak_gflops,
+    peak_rss_mib,
+    time_calls,
+)
 from d2net_tf.config import preset
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
@@ -56,6 +63,10 @@ def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
         t = time_calls(fn, repeats, warmup=1)
         total += t["median_s"]
         rows.append({"stage": name, **t, "per_video_ms": 1000 * t["median_s"] / len(test)})
+    # FLOP floor of the forward: conv FLOPs of every snippet at this run's matmul peak.
+    peak = matmul_peak_gflops("bfloat16" if precision == "mixed_bfloat16" else "float32")
+    gflops = conv_flops_per_snippet(2048, cfg.model.num_classes) * lengths.sum() / rows[0]["median_s"] / 1e9
+    rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak)
     rows.append({"stage": "total", "median_s": total, "per_video_ms": 1000 * total / len(test),
                  "vs_official": OFFICIAL_TOTAL_S / total, "detections": len(outputs["det"]),
                  "snippets": int(lengths.sum()), "precision": precision, "peak_rss_mib": peak_rss_mib()})
@@ -69,8 +80,8 @@ def main():
     args = parser.parse_args()
     rows = run(args.repeats, args.precision)
     print(machine_header())
-    print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "vs_official", "detections",
-                                "snippets", "precision", "peak_rss_mib"]))
+    print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops", "peak_gflops",
+                                "floor_frac", "vs_official", "detections", "snippets", "precision", "peak_rss_mib"]))
 
 
 if __name__ == "__main__":
