@@ -11,9 +11,10 @@ its step (issue measurement), so this baseline is, if anything, slightly faster 
 official code, and ratios against it are conservative.
 
 Needs `torch` (not a dependency of the package: `pip install torch==2.13.0`, the CPU build).
-Runs as a worker process driven over stdin/stdout (`--serve`), so that PyTorch's and
-TensorFlow's thread pools never share a process, and the benchmark can alternate passes of
-both (paired ratios on a machine whose speed drifts).
+Runs as a worker process driven over stdin/stdout (`--serve`), so that PyTorch and the
+TensorFlow model under test never compute in one process (the worker imports TensorFlow only
+through the shared batch helpers and runs no TensorFlow op), and the benchmark can alternate
+passes of both (paired ratios on a machine whose speed drifts).
 """
 
 from __future__ import annotations
