@@ -28,7 +28,7 @@ import json
 import re
 import shutil
 import tempfile
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -292,6 +292,19 @@ def export_saved_model(module: ServingModule, export_dir: str, version: int | No
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def export_file(model_dir: str, output: str, which: str, convert: Callable[..., bytes]) -> int:
+    """Restores MODEL_DIR's `which` checkpoint, converts it with `convert` (model -> file bytes:
+    TFLite, ONNX) and writes OUTPUT atomically. Returns the size in bytes."""
+    from d2net_tf.training import restore_model
+
+    if not model_dir or not output:
+        raise D2NetInputError("--model_dir and --output are required")
+    model, _ = restore_model(model_dir, which=which)
+    data = convert(model)
+    atomic_write_bytes(output, data)
+    return len(data)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -76,17 +76,11 @@ def make_session(path_or_bytes, threads: int = 2):
 def export(model_dir: str, output: str, opset: int = 17, which: str = "best") -> int:
     """Converts MODEL_DIR to OUTPUT (atomic write); returns the size in bytes."""
     from d2net_tf.errors import D2NetInputError
-    from d2net_tf.serving import atomic_write_bytes
-    from d2net_tf.training import restore_model
+    from d2net_tf.serving import export_file
 
-    if not model_dir or not output:
-        raise D2NetInputError("--model_dir and --output are required")
     if opset < 13:
         raise D2NetInputError(f"--opset must be >= 13, got {opset}")
-    model, _ = restore_model(model_dir, which=which)
-    data = convert_model(model, opset)
-    atomic_write_bytes(output, data)
-    return len(data)
+    return export_file(model_dir, output, which, lambda model: convert_model(model, opset))
 
 
 def main(argv):

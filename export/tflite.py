@@ -95,16 +95,9 @@ def run_tflite(interpreter, features, lengths=None) -> dict:
 
 def export(model_dir: str, output: str, quantize: str = "none", which: str = "best") -> int:
     """Converts MODEL_DIR to OUTPUT (atomic write); returns the size in bytes."""
-    from d2net_tf.errors import D2NetInputError
-    from d2net_tf.serving import atomic_write_bytes
-    from d2net_tf.training import restore_model
+    from d2net_tf.serving import export_file
 
-    if not model_dir or not output:
-        raise D2NetInputError("--model_dir and --output are required")
-    model, _ = restore_model(model_dir, which=which)
-    data = convert_model(model, quantize)
-    atomic_write_bytes(output, data)
-    return len(data)
+    return export_file(model_dir, output, which, lambda model: convert_model(model, quantize))
 
 
 def main(argv):
