@@ -67,14 +67,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def replica_batch(
     dataset: VideoDataset, global_batch_size: int, max_seqlen: int, seed: int, step: int,
-    replica_id: int, num_replicas: int, pack_gap: int | None = None,
+    replica_id: int, num_replicas: int, pack_gap: int | None = None, sampling: str = "without_replacement",
 ) -> dict[str, np.ndarray]:
     """Replica `replica_id`'s share (contiguous B/N videos) of global batch `step`, padded
     (pack_gap None) or packed on its own; same keys as `sample_training_batch`."""
     if global_batch_size % num_replicas:
         raise D2NetInputError(f"batch_size {global_batch_size} is not divisible by the {num_replicas} replicas")
     per = global_batch_size // num_replicas
-    crops, idx = sample_crops(dataset, global_batch_size, max_seqlen, seed, step)
+    crops, idx = sample_crops(dataset, global_batch_size, max_seqlen, seed, step, sampling)
     lo, hi = replica_id * per, (replica_id + 1) * per
     batch = pad_videos(crops[lo:hi]) if pack_gap is None else pack_videos(crops[lo:hi], pack_gap)
     batch["labels"] = dataset.labels[idx[lo:hi]].astype(np.float32)
@@ -97,7 +97,7 @@ def _spec(rows: int, per: int, d: int, c: int, packed: bool) -> dict[str, tf.Ten
 
 def distributed_training_dataset(
     strategy: tf.distribute.Strategy, dataset: VideoDataset, global_batch_size: int, max_seqlen: int,
-    seed: int, start_step: int = 0, pack_gap: int | None = None,
+    seed: int, start_step: int = 0, pack_gap: int | None = None, sampling: str = "without_replacement",
 ):
     """Training input for `model.fit` under `strategy` (endless, from `start_step`).
 
@@ -106,7 +106,7 @@ def distributed_training_dataset(
     """
     n = strategy.num_replicas_in_sync
     if is_default(strategy):
-        return training_dataset(dataset, global_batch_size, max_seqlen, seed, start_step, pack_gap)
+        return training_dataset(dataset, global_batch_size, max_seqlen, seed, start_step, pack_gap, sampling)
     if global_batch_size % n:
         raise D2NetInputError(f"batch_size {global_batch_size} is not divisible by the {n} replicas")
     per = global_batch_size // n
@@ -121,7 +121,7 @@ def distributed_training_dataset(
             step = start_step
             while True:
                 for r in range(first, first + local):
-                    yield replica_batch(dataset, global_batch_size, max_seqlen, seed, step, r, n, pack_gap)
+                    yield replica_batch(dataset, global_batch_size, max_seqlen, seed, step, r, n, pack_gap, sampling)
                 step += 1
 
         spec = _spec(per if pack_gap is None else 1, per, d, c, pack_gap is not None)

@@ -94,6 +94,8 @@ class Dropout16(keras.layers.Layer):
     (checkpointed with the model, see `training.seed_generator_states`).
 
     Input any shape; output the same shape and dtype. Identity outside training.
+    `multiplier` (same shape as the input) replaces the random draw: output = input x multiplier
+    (0 or 1 / keep), for a comparison that feeds two implementations the same masks.
     """
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
@@ -107,8 +109,12 @@ class Dropout16(keras.layers.Layer):
             self.seed_generator = keras.random.SeedGenerator(seed)
         self.built = True
 
-    def call(self, inputs, training=False):
-        if not training or self.threshold == 0:
+    def call(self, inputs, training=False, multiplier=None):
+        if not training:
+            return inputs
+        if multiplier is not None:
+            return inputs * ops.cast(multiplier, inputs.dtype)
+        if self.threshold == 0:
             return inputs
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
         n = tf.size(inputs)
@@ -142,6 +148,12 @@ class TemporalConvStream(keras.layers.Layer):
       residual: bool, official h = lrelu(conv(h)) + h around the first two layers.
       dropout: float, dropout rate before the classifier in training (official 0.7; `Dropout16`).
       init: "official" (N(0, 0.01) weights, zero bias) or "glorot".
+      embeddings_after_dropout: bool, in training return the embedding after dropout (official:
+        the same mask that feeds the classifier).
+      rezero_padding: bool, re-zero invalid snippets after every layer in training (False,
+        official: padding leaks into a video's last snippets through the second and third
+        layers of a padded training batch). Outside training padding is always re-zeroed, so a
+        video's outputs equal those of the video alone (the official code tests one at a time).
     """
 
     def __init__(
@@ -155,6 +167,8 @@ class TemporalConvStream(keras.layers.Layer):
         residual: bool = True,
         dropout: float = 0.7,
         init: str = "official",
+        embeddings_after_dropout: bool = True,
+        rezero_padding: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -167,6 +181,8 @@ class TemporalConvStream(keras.layers.Layer):
         self.residual = residual
         self.dropout = dropout
         self.init = init
+        self.embeddings_after_dropout = embeddings_after_dropout
+        self.rezero_padding = rezero_padding
         k_init, b_init = conv_initializers(init)
 
         def conv(filters, k, d, name):
@@ -184,21 +200,26 @@ class TemporalConvStream(keras.layers.Layer):
         self.classifier.build(tuple(input_shape[:-1]) + (self.channels,))
         self.built = True
 
-    def _embed(self, conv, h, mask):
+    def _embed(self, conv, h, mask, training):
         out = ops.leaky_relu(conv(h), negative_slope=0.2)
         if self.residual:
             out = out + h
+        if training and not self.rezero_padding:
+            return out
         return ops.where(mask > 0, out, ops.zeros_like(out))
 
-    def call(self, inputs, snippet_mask=None, training=False):
+    def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None):
         if snippet_mask is None:
             snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
         m = ops.cast(snippet_mask, inputs.dtype)[..., None]
         # `where`, not a product: NaN/inf in padded positions must not leak (NaN * 0 = NaN).
         h = ops.where(m > 0, inputs, ops.zeros_like(inputs))
-        h = self._embed(self.conv1, h, m)
-        embedding = self._embed(self.conv2, h, m)
-        logits = self.classifier(self.drop(embedding, training=training))
+        h = self._embed(self.conv1, h, m, training)
+        embedding = self._embed(self.conv2, h, m, training)
+        dropped = self.drop(embedding, training=training, multiplier=dropout_multiplier)
+        logits = self.classifier(dropped)
+        if self.embeddings_after_dropout:
+            embedding = dropped
         # Padding re-zeroed in the activations (they are masked out of every loss).
         activations = ops.where(m > 0, ops.sigmoid(ops.cast(logits, "float32")), 0.0)
         return embedding, activations
@@ -215,5 +236,7 @@ class TemporalConvStream(keras.layers.Layer):
             residual=self.residual,
             dropout=self.dropout,
             init=self.init,
+            embeddings_after_dropout=self.embeddings_after_dropout,
+            rezero_padding=self.rezero_padding,
         )
         return config

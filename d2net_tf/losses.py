@@ -43,27 +43,43 @@ def top_down_attention(tcam: tf.Tensor, class_mask: tf.Tensor | None = None) -> 
     return tf.reduce_max(tcam, axis=-1)
 
 
-def foreground_background_embeddings(
-    x: tf.Tensor, attention: tf.Tensor, mask: tf.Tensor, cfg: LossConfig
+def foreground_background_weights(
+    attention: tf.Tensor, mask: tf.Tensor, cfg: LossConfig
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Eq. 2: attention-weighted foreground and background embeddings x_fg, x_bg [B, D].
+    """Eq. 2 weights [B, T]: lambda where lambda > tau, lambda_b = 1 - lambda where lambda_b > tau_b.
 
-    x_fg = sum_{lambda > tau} lambda x, x_bg likewise with lambda_b = 1 - lambda; with
-    `weighted_mean_embeddings` (official) each sum is divided by the sum of its weights.
-    """
-    x = tf.cast(x, tf.float32)
+    `inclusive_thresholds` (official): >= (the official code zeroes the values < tau, so
+    lambda = 0.5 counts for foreground and for background)."""
     mask = tf.cast(mask, tf.float32)
     lam_b = 1.0 - attention
-    w_fg = attention * tf.cast(attention > cfg.fg_threshold, tf.float32) * mask
-    w_bg = lam_b * tf.cast(lam_b > cfg.bg_threshold, tf.float32) * mask
+    above = tf.greater_equal if cfg.inclusive_thresholds else tf.greater
+    w_fg = attention * tf.cast(above(attention, cfg.fg_threshold), tf.float32) * mask
+    w_bg = lam_b * tf.cast(above(lam_b, cfg.bg_threshold), tf.float32) * mask
+    return w_fg, w_bg
+
+
+def foreground_background_embeddings(
+    x: tf.Tensor, attention: tf.Tensor, mask: tf.Tensor, cfg: LossConfig
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Eq. 2: attention-weighted foreground and background embeddings x_fg, x_bg [B, D], and
+    whether each video has foreground / background weight, has_fg, has_bg [B] float.
+
+    x_fg = sum_{lambda > tau} lambda x, x_bg likewise with lambda_b = 1 - lambda; with
+    `weighted_mean_embeddings` (official) each sum is divided by the sum of its weights
+    (zero vector when there is no weight).
+    """
+    x = tf.cast(x, tf.float32)
+    w_fg, w_bg = foreground_background_weights(attention, mask, cfg)
     # Both weighted sums as one batched [2, T] x [T, D] matmul per video: with its gradient,
     # 10 ms instead of 52 ms for two einsums "bt,btd->bd" at B=10, T=750, D=1024 (2-core CPU).
     x_fg_bg = tf.matmul(tf.stack([w_fg, w_bg], axis=1), x)  # [B, 2, D]
     x_fg, x_bg = x_fg_bg[:, 0], x_fg_bg[:, 1]
+    sum_fg, sum_bg = tf.reduce_sum(w_fg, axis=1), tf.reduce_sum(w_bg, axis=1)
+    has_fg, has_bg = tf.cast(sum_fg > 0, tf.float32), tf.cast(sum_bg > 0, tf.float32)
     if cfg.weighted_mean_embeddings:
-        x_fg = x_fg / (tf.reduce_sum(w_fg, axis=1, keepdims=True) + _TINY)
-        x_bg = x_bg / (tf.reduce_sum(w_bg, axis=1, keepdims=True) + _TINY)
-    return x_fg, x_bg
+        x_fg = x_fg / tf.where(sum_fg > 0, sum_fg, 1.0)[:, None]
+        x_bg = x_bg / tf.where(sum_bg > 0, sum_bg, 1.0)[:, None]
+    return x_fg, x_bg, has_fg, has_bg
 
 
 def cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -74,11 +90,71 @@ def cosine(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 def pair_weights(
     x_fg: tf.Tensor, x_bg: tf.Tensor, perm: tf.Tensor, gamma: float
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Eq. 3: w_fb, w_fg, w_bg [B], with x~ = x[perm] from a different video (not detached)."""
+    """Eq. 3: w_fb, w_fg, w_bg [B], with x~ = x[perm] from a different video (not detached).
+
+    Every video is paired (`pair_within_subsets=False`); see `subset_pair_weights` for the
+    official pairing within the videos that have foreground / background."""
     xt_fg, xt_bg = tf.gather(x_fg, perm), tf.gather(x_bg, perm)
     w_fb = tf.nn.relu(cosine(x_fg, xt_bg))
     w_fg = gamma * (1.0 - cosine(x_fg, xt_fg))
     w_bg = gamma * (1.0 - cosine(x_bg, xt_bg))
+    return w_fb, w_fg, w_bg
+
+
+def induced_partner(perm: tf.Tensor, member: tf.Tensor) -> tf.Tensor:
+    """The pairing `perm` [B] induced on a subset (`member` [B] bool): partner[i] is the first
+    member reached from i by following perm (perm[i], perm[perm[i]], ...), which is i itself
+    when no other member is on its cycle. Also defined for non-members (the first member
+    reached from them); -1 when the subset is empty. [B] int32."""
+    perm = tf.cast(perm, tf.int32)
+    member = tf.cast(member, tf.bool)
+    n = tf.shape(perm)[0]
+
+    def body(i, cur, partner):
+        partner = tf.where((partner < 0) & tf.gather(member, cur), cur, partner)
+        return i + 1, tf.gather(perm, cur), partner
+
+    _, _, partner = tf.while_loop(lambda i, cur, partner: i < n, body,
+                                  (tf.constant(0), perm, tf.fill([n], -1)))
+    return partner
+
+
+def subset_pair_weights(
+    x_fg: tf.Tensor, x_bg: tf.Tensor, has_fg: tf.Tensor, has_bg: tf.Tensor, rows: tf.Tensor,
+    perm: tf.Tensor, cfg: LossConfig,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Eq. 3 as the official code pairs: w_fb, w_fg, w_bg [B].
+
+    FG = videos with foreground weight, BG = with background weight (both within `rows`, the
+    videos that count). w_fg pairs each FG video with its partner in FG under the pairing
+    `perm` induced on FG (`induced_partner`; may be itself, giving 0), w_bg likewise in BG; a
+    video outside FG (BG) gets w_fg = 0 (w_bg = 0). w_fb pairs the first m = min(|FG|, |BG|)
+    FG videos (batch order) with the first BG video reached by following perm. With
+    `separation_row_shift` (official bug: `wt[fg_idx, 2]` indexes the list of rows with
+    positions in the FG list) the w_fb of the j-th FG video lands on the j-th row.
+    The official code draws four random permutations for these; here one `perm` serves all
+    (each weight has the same distribution; in a twin run both sides get the same pairing).
+    """
+    fg = tf.cast(has_fg, tf.bool) & tf.cast(rows, tf.bool)
+    bg = tf.cast(has_bg, tf.bool) & tf.cast(rows, tf.bool)
+    fg_f, bg_f = tf.cast(fg, tf.float32), tf.cast(bg, tf.float32)
+    p_fg = tf.maximum(induced_partner(perm, fg), 0)
+    p_bg = tf.maximum(induced_partner(perm, bg), 0)
+    w_fg = cfg.gamma * (1.0 - cosine(x_fg, tf.gather(x_fg, p_fg))) * fg_f
+    w_bg = cfg.gamma * (1.0 - cosine(x_bg, tf.gather(x_bg, p_bg))) * bg_f
+    rank_fg = tf.cumsum(tf.cast(fg, tf.int32)) - 1  # position in the FG list
+    m = tf.minimum(tf.reduce_sum(tf.cast(fg, tf.int32)), tf.reduce_sum(tf.cast(bg, tf.int32)))
+    separated = fg & (rank_fg < m)
+    values = tf.nn.relu(cosine(x_fg, tf.gather(x_bg, p_bg))) * tf.cast(separated, tf.float32)
+    if cfg.separation_row_shift:
+        rows_b = tf.cast(rows, tf.bool)
+        rank_row = tf.cumsum(tf.cast(rows_b, tf.int32)) - 1
+        # target[i] = the row whose position in the list of rows is rank_fg[i]
+        hit = rows_b[None, :] & tf.equal(rank_row[None, :], rank_fg[:, None])
+        target = tf.argmax(tf.cast(hit, tf.int32), axis=1, output_type=tf.int32)
+        w_fb = tf.math.unsorted_segment_sum(values, target, tf.shape(values)[0])
+    else:
+        w_fb = values
     return w_fb, w_fg, w_bg
 
 
@@ -114,25 +190,31 @@ def discriminative_loss(
     return tf.reduce_sum(per_video * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
-def pdmi(u: tf.Tensor, rel_tol: float = 1e-6) -> tuple[tf.Tensor, tf.Tensor]:
+def pdmi(u: tf.Tensor, tol: float = 1e-5, relative: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """Eq. 7: pDMI(U) = log(sigma_1 / sigma_r) over the non-zero singular values of U [..., m, n].
 
-    Singular values <= rel_tol * sigma_1 count as zero. Returns (loss [...], ok [...]):
-    where U is zero or not finite the term is dropped (loss 0, ok False). Gradients stay
-    finite for rank-deficient U, equal singular values and zero rows (the singular-value
-    gradient u_i v_i^T needs no gap between singular values).
+    Singular values <= tol (absolute, as the official video-level pDMI) or <= tol x sigma_1
+    (`relative`) count as zero. The SVD runs in float64: the exact zeros of a rank-deficient
+    U then come out near 1e-16 x sigma_1, far below any cut-off, whether U was computed in
+    float32 or bfloat16 (in float32, TF's SVD reported them at 9.5e-7 x sigma_1 on this CPU).
+    Returns (loss [...] float32, ok [...]): where U is zero, not finite, or has no singular
+    value above the cut-off besides sigma_1, the term is dropped (loss 0, ok False). Gradients stay finite for
+    rank-deficient U, equal singular values and zero rows (the singular-value gradient
+    u_i v_i^T needs no gap between singular values).
     """
-    u = tf.cast(u, tf.float32)
+    u = tf.cast(u, tf.float64)
     finite = tf.reduce_all(tf.math.is_finite(u), axis=[-2, -1])
     u = tf.where(finite[..., None, None], u, tf.zeros_like(u))
     s = tf.linalg.svd(u, compute_uv=False)  # [..., k], descending
     s1 = s[..., 0]
-    ok = finite & (s1 > _TINY)
-    nonzero = s > rel_tol * s1[..., None]
-    s_r = tf.reduce_min(tf.where(nonzero, s, tf.fill(tf.shape(s), np.float32(np.inf))), axis=-1)
+    cut = tol * s1 if relative else tf.constant(tol, tf.float64)
+    nonzero = s > cut[..., None] if relative else s > cut
+    # Rank >= 2: a rank-1 U gives log(sigma_1 / sigma_1) = 0 either way; it is reported as dropped.
+    ok = finite & (s1 > _TINY) & (tf.reduce_sum(tf.cast(nonzero, tf.int32), axis=-1) >= 2)
+    s_r = tf.reduce_min(tf.where(nonzero, s, tf.fill(tf.shape(s), np.float64(np.inf))), axis=-1)
     s_r = tf.where(ok, s_r, tf.ones_like(s_r))
     s1 = tf.where(ok, s1, tf.ones_like(s1))
-    loss = tf.math.log(s1) - tf.math.log(s_r)
+    loss = tf.cast(tf.math.log(s1) - tf.math.log(s_r), tf.float32)
     return tf.where(ok, loss, tf.zeros_like(loss)), ok
 
 
@@ -174,22 +256,40 @@ def snippet_joint_matrix(
     return tf.stack([col_f, col_b], axis=-1)  # [B, 2 (rows), 2 (cols)]
 
 
-def video_joint_matrix(p: tf.Tensor, labels: tf.Tensor, cfg: LossConfig) -> tf.Tensor:
-    """Eq. 10: U2 = P2 Y2 = [p_1 ... p_n] (1/n) [y_1 ... y_n]^T, [C, C].
+def video_joint_matrix(p: tf.Tensor, labels: tf.Tensor, cfg: LossConfig, rows: tf.Tensor | None = None) -> tf.Tensor:
+    """Eq. 10: U2 = P2 Y2 = [p_1 ... p_n] (1/n) [y_1 ... y_n]^T, [C, C], over the videos in
+    `rows` [B] (default: all).
 
-    Official: each p_i zeroed below `video_score_floor` x max(p_i) and normalised to sum 1;
-    Y normalised per class by its count in the batch.
+    Official: p clipped to [clip_eps, 1 - clip_eps] first (`clip_before_video_pdmi`); each p_i
+    zeroed where not > `video_score_floor` x max(p_i) and normalised to sum 1; Y normalised
+    per class by its count among the rows.
     """
     p = tf.cast(p, tf.float32)
     y = tf.cast(labels, tf.float32)
+    if cfg.clip_before_video_pdmi:
+        p = tf.clip_by_value(p, cfg.clip_eps, 1.0 - cfg.clip_eps)
     if cfg.video_score_floor > 0:
-        p = p * tf.cast(p >= cfg.video_score_floor * tf.reduce_max(p, -1, keepdims=True), tf.float32)
-        p = p / (tf.reduce_sum(p, -1, keepdims=True) + _TINY)
+        p = p * tf.cast(p > cfg.video_score_floor * tf.reduce_max(p, -1, keepdims=True), tf.float32)
+        total = tf.reduce_sum(p, -1, keepdims=True)
+        p = p / tf.where(total > 0, total, 1.0)
+    if rows is not None:
+        r = tf.cast(rows, tf.float32)[:, None]
+        p, y = p * r, y * r
     if cfg.count_normalised_y:
         y = y / tf.maximum(tf.reduce_sum(y, 0, keepdims=True), 1.0)
     else:
-        y = y / tf.cast(tf.shape(y)[0], tf.float32)
+        n = tf.cast(tf.shape(y)[0], tf.float32) if rows is None else tf.maximum(tf.reduce_sum(r), 1.0)
+        y = y / n
     return tf.matmul(p, y, transpose_a=True)
+
+
+def random_pairing(n: int, seed: tf.Tensor, allow_self: bool = True) -> tf.Tensor:
+    """The Eq. 3 pairing of a step from a stateless seed [2]: a uniformly random permutation
+    of range(n) (as the official torch.randperm; may map a video to itself) or, with
+    `allow_self=False`, a random derangement (`random_derangement`)."""
+    if allow_self:
+        return tf.argsort(tf.random.stateless_uniform([n], seed))
+    return random_derangement(n, seed)
 
 
 def random_derangement(n: int, seed: tf.Tensor) -> tf.Tensor:
@@ -205,10 +305,15 @@ def _masked_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
+def _rows(stats: dict[str, tf.Tensor], cfg: LossConfig) -> tf.Tensor:
+    """[B] float: the videos that count in p, the pairing, U2, the snippet term and x_ref
+    (official: the valid ones; `exclude_invalid_videos=False`: all)."""
+    return stats["valid"] if cfg.exclude_invalid_videos else tf.ones_like(stats["valid"])
+
+
 # Per-video statistics: everything the batch-level losses need, with a leading batch axis.
 # A multi-replica step all-gathers them (axis 0) and evaluates `losses_from_statistics` on
 # the global batch, so N replicas compute exactly the single-device losses.
-STATISTICS = ("p", "labels", "valid", "x_fg", "x_bg", "bg_emb", "u1", "snip_sum", "snip_weight")
 
 
 def per_video_statistics(
@@ -216,14 +321,13 @@ def per_video_statistics(
     embeddings: tf.Tensor,
     labels: tf.Tensor,
     mask: tf.Tensor,
-    x_ref: tf.Tensor,
     cfg: LossConfig,
 ) -> dict[str, tf.Tensor]:
     """Per-video quantities of a (local) batch, each [B, ...] (no cross-video reduction).
 
-    p [B, C] video scores, labels [B, C], valid [B] (counts in L_Dis), x_fg / x_bg [B, D]
-    (Eq. 2), bg_emb [B, D] (Eq. 8 source, no gradient), and for the denoising variants
-    u1 [B, 2, 2] (Eq. 9, `d2net`) or snip_sum / snip_weight [B] (`d2net_l1` / `d2net_bce`).
+    p [B, C] video scores, labels [B, C], valid [B] (>= `min_valid_snippets` snippets and a
+    label), x_fg / x_bg [B, D] and has_fg / has_bg [B] (Eq. 2), bg_emb [B, D] (Eq. 8 source,
+    no gradient).
     """
     mask = tf.cast(mask, tf.float32)
     labels = tf.cast(labels, tf.float32)
@@ -231,85 +335,105 @@ def per_video_statistics(
     lam = top_down_attention(tcam)
     s = tf.reduce_sum(mask, 1)
     valid = tf.cast((s >= cfg.min_valid_snippets) & (tf.reduce_sum(labels, 1) > 0), tf.float32)
-    x_fg, x_bg = foreground_background_embeddings(embeddings, lam, mask, cfg)
-
+    x_fg, x_bg, has_fg, has_bg = foreground_background_embeddings(embeddings, lam, mask, cfg)
     if cfg.xref_source == "most_background_snippet":
         idx = tf.argmax(tf.where(mask > 0, 1.0 - lam, -1.0), axis=1, output_type=tf.int32)
         bg_emb = tf.gather(tf.cast(embeddings, tf.float32), idx, batch_dims=1)
-    elif cfg.xref_source == "background_embedding":
+    else:  # "background_embedding" (validated by LossConfig)
         bg_emb = x_bg
-    else:
-        raise ValueError(f"xref_source must be 'most_background_snippet' or 'background_embedding', got {cfg.xref_source!r}")
-    stats = {"p": p, "labels": labels, "valid": valid, "x_fg": x_fg, "x_bg": x_bg,
-             "bg_emb": tf.stop_gradient(bg_emb)}
+    return {"p": p, "labels": labels, "valid": valid, "x_fg": x_fg, "x_bg": x_bg,
+            "has_fg": has_fg, "has_bg": has_bg, "bg_emb": tf.stop_gradient(bg_emb)}
 
-    if cfg.variant.startswith("d2net"):
-        att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref))
-        fg, bg = snippet_selection(att_bu, mask, cfg)
-        lam_fg = top_down_attention(tcam, labels) if cfg.labelled_class_fg_attention else lam
-        if cfg.variant == "d2net":
-            stats["u1"] = snippet_joint_matrix(lam_fg, lam, fg, bg, cfg.count_normalised_y)
-        elif cfg.variant in ("d2net_l1", "d2net_bce"):
-            # Table 4 ablation: L1 / BCE on the same pseudo labels in place of pDMI
-            # (snippets: lambda vs 1 at pseudo-fg, 0 at pseudo-bg; videos: p vs y).
-            if cfg.variant == "d2net_l1":
-                snip = fg * tf.abs(1.0 - lam_fg) + bg * tf.abs(lam)
-            else:
-                eps = cfg.clip_eps
-                snip = -fg * tf.math.log(tf.maximum(lam_fg, eps)) - bg * tf.math.log(tf.maximum(1.0 - lam, eps))
-            weight = fg + bg
-            stats["snip_sum"] = tf.reduce_sum(snip * weight, 1)
-            stats["snip_weight"] = tf.reduce_sum(weight, 1)
-        else:
-            raise ValueError(f"unknown loss variant {cfg.variant!r}")
-    elif cfg.variant not in ("ce", "focal", "dis"):
-        raise ValueError(f"unknown loss variant {cfg.variant!r}")
-    return stats
+
+def updated_reference(stats: dict[str, tf.Tensor], x_ref: tf.Tensor, cfg: LossConfig) -> tf.Tensor:
+    """Eq. 8 EMA of the background reference: x_ref <- m x_ref + (1 - m) mean(bg_emb) [D].
+
+    Official (`xref_from_videos_with_background`): the mean over the videos (that count) with
+    background weight, and no update when there is none; otherwise over every video that counts."""
+    rows = _rows(stats, cfg)
+    w = rows * stats["has_bg"] if cfg.xref_from_videos_with_background else rows
+    total = tf.reduce_sum(w)
+    mean = tf.reduce_sum(tf.stop_gradient(stats["bg_emb"]) * w[:, None], 0) / tf.maximum(total, 1.0)
+    m = cfg.xref_momentum
+    x_ref = tf.cast(x_ref, tf.float32)
+    return tf.where(total > 0, m * x_ref + (1.0 - m) * mean, x_ref)
+
+
+def snippet_statistics(
+    tcam: tf.Tensor,
+    embeddings: tf.Tensor,
+    labels: tf.Tensor,
+    mask: tf.Tensor,
+    x_ref: tf.Tensor,
+    cfg: LossConfig,
+) -> dict[str, tf.Tensor]:
+    """Per-video quantities of the snippet-level denoising (Eq. 8-9) against `x_ref`:
+    u1 [B, 2, 2] and contributes [B] (has pseudo-foreground and pseudo-background) for `d2net`,
+    snip_sum / snip_weight [B] for `d2net_l1` / `d2net_bce`; empty for the other variants."""
+    if not cfg.variant.startswith("d2net"):
+        return {}
+    mask = tf.cast(mask, tf.float32)
+    lam = top_down_attention(tcam)
+    att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref))
+    fg, bg = snippet_selection(att_bu, mask, cfg)
+    lam_fg = top_down_attention(tcam, labels) if cfg.labelled_class_fg_attention else lam
+    if cfg.variant == "d2net":
+        contributes = tf.cast((tf.reduce_sum(fg, 1) > 0) & (tf.reduce_sum(bg, 1) > 0), tf.float32)
+        return {"u1": snippet_joint_matrix(lam_fg, lam, fg, bg, cfg.count_normalised_y), "contributes": contributes}
+    # Table 4 ablation: L1 / BCE on the same pseudo labels in place of pDMI
+    # (snippets: lambda vs 1 at pseudo-fg, 0 at pseudo-bg; videos: p vs y).
+    if cfg.variant == "d2net_l1":
+        snip = fg * tf.abs(1.0 - lam_fg) + bg * tf.abs(lam)
+    else:
+        eps = cfg.clip_eps
+        snip = -fg * tf.math.log(tf.maximum(lam_fg, eps)) - bg * tf.math.log(tf.maximum(1.0 - lam, eps))
+    weight = fg + bg
+    return {"snip_sum": tf.reduce_sum(snip * weight, 1), "snip_weight": tf.reduce_sum(weight, 1)}
+
+
+# The official snippet pDMI clamps U1 at 1e-10 before its SVD.
+_U1_FLOOR = 1e-10
 
 
 def losses_from_statistics(
     stats: dict[str, tf.Tensor], perm: tf.Tensor, cfg: LossConfig, denoise: tf.Tensor | bool = True
 ) -> dict[str, tf.Tensor]:
-    """All loss terms (see `d2net_losses`) from the per-video statistics of the whole batch.
-
-    `perm` [B] is the Eq. 3 pairing over the rows of `stats`.
-    """
+    """All loss terms (see `d2net_losses`) from the per-video and snippet statistics of the
+    whole batch. `perm` [B] is the Eq. 3 pairing over the rows of `stats`."""
     p, labels, valid = stats["p"], stats["labels"], stats["valid"]
     x_fg, x_bg = stats["x_fg"], stats["x_bg"]
+    rows = _rows(stats, cfg)
     zeros_b = tf.zeros_like(valid)
     if cfg.variant in ("ce", "focal"):
         w_fb = w_fg = w_bg = zeros_b
+    elif cfg.pair_within_subsets:
+        w_fb, w_fg, w_bg = subset_pair_weights(x_fg, x_bg, stats["has_fg"], stats["has_bg"], rows, perm, cfg)
     else:
         w_fb, w_fg, w_bg = pair_weights(x_fg, x_bg, perm, cfg.gamma)
     beta = 0.0 if cfg.variant == "ce" else None
     dis = discriminative_loss(p, labels, w_fb, w_fg, w_bg, valid, cfg, beta=beta)
 
-    # Eq. 8: background embedding of the batch for the x_ref EMA.
-    bg_embedding = tf.reduce_mean(tf.stop_gradient(stats["bg_emb"]), 0)
-
     snippet = video = tf.constant(0.0)
     dropped = tf.constant(0.0)
-    if cfg.variant.startswith("d2net"):
-        if cfg.variant == "d2net":
-            l1, ok1 = pdmi(stats["u1"], cfg.pdmi_rel_tol)
-            snippet = tf.reduce_mean(l1)
-            u2 = video_joint_matrix(p, labels, cfg)
-            video, ok2 = pdmi(u2, cfg.pdmi_rel_tol)
-            dropped = tf.reduce_sum(1.0 - tf.cast(ok1, tf.float32)) + 1.0 - tf.cast(ok2, tf.float32)
+    if cfg.variant == "d2net":
+        l1, ok1 = pdmi(tf.maximum(stats["u1"], _U1_FLOOR), cfg.pdmi_snippet_rel_tol, relative=True)
+        contributes = stats["contributes"] * rows
+        if cfg.snippet_mean_over_contributing:
+            snippet = _masked_mean(l1, contributes)
         else:
-            pc = tf.clip_by_value(p, cfg.clip_eps, 1.0 - cfg.clip_eps)
-            if cfg.variant == "d2net_l1":
-                vid = tf.reduce_mean(tf.abs(pc - labels))
-            elif cfg.variant == "d2net_bce":
-                vid = -tf.reduce_mean(labels * tf.math.log(pc) + (1.0 - labels) * tf.math.log(1.0 - pc))
-            else:
-                raise ValueError(f"unknown loss variant {cfg.variant!r}")
-            snippet = tf.reduce_sum(stats["snip_sum"]) / tf.maximum(tf.reduce_sum(stats["snip_weight"]), 1.0)
-            video = vid
-        on = tf.cast(denoise, tf.float32)
-        snippet, video = snippet * on, video * on
-    elif cfg.variant not in ("ce", "focal", "dis"):
-        raise ValueError(f"unknown loss variant {cfg.variant!r}")
+            snippet = tf.reduce_sum(l1 * rows) / tf.cast(tf.shape(l1)[0], tf.float32)
+        video, ok2 = pdmi(video_joint_matrix(p, labels, cfg, rows), cfg.pdmi_video_tol)
+        dropped = tf.reduce_sum((1.0 - tf.cast(ok1, tf.float32)) * contributes) + 1.0 - tf.cast(ok2, tf.float32)
+    elif cfg.variant in ("d2net_l1", "d2net_bce"):
+        pc = tf.clip_by_value(p, cfg.clip_eps, 1.0 - cfg.clip_eps)
+        if cfg.variant == "d2net_l1":
+            per = tf.abs(pc - labels)
+        else:
+            per = -(labels * tf.math.log(pc) + (1.0 - labels) * tf.math.log(1.0 - pc))
+        video = _masked_mean(tf.reduce_mean(per, -1), rows)
+        snippet = tf.reduce_sum(stats["snip_sum"] * rows) / tf.maximum(tf.reduce_sum(stats["snip_weight"] * rows), 1.0)
+    on = tf.cast(denoise, tf.float32)
+    snippet, video = snippet * on, video * on
 
     total = dis + cfg.alpha_snippet * snippet + cfg.alpha_video * video  # Eq. 1, Eq. 11
     return {
@@ -321,7 +445,6 @@ def losses_from_statistics(
         "w_fg": tf.reduce_mean(w_fg),
         "w_bg": tf.reduce_mean(w_bg),
         "pdmi_dropped": dropped,
-        "bg_embedding": bg_embedding,
     }
 
 
@@ -339,8 +462,14 @@ def d2net_losses(
 
     Returns a dict with `loss` (the total) and every term: `dis`, `snippet`, `video`,
     `w_fb`, `w_fg`, `w_bg` (batch means), `pdmi_dropped` (count of dropped pDMI terms),
-    `bg_embedding` [D] (the batch's background embedding for the x_ref EMA, Eq. 8).
-    Equals `losses_from_statistics(per_video_statistics(...), perm, cfg, denoise)`.
+    `x_ref` [D] (the background reference after this step's Eq. 8 EMA update). The snippet
+    term is measured against the updated x_ref (`snippet_uses_updated_xref`, official) or
+    the one passed in.
     """
-    stats = per_video_statistics(tcam, embeddings, labels, mask, x_ref, cfg)
-    return losses_from_statistics(stats, perm, cfg, denoise)
+    stats = per_video_statistics(tcam, embeddings, labels, mask, cfg)
+    new_ref = updated_reference(stats, x_ref, cfg)
+    ref = new_ref if cfg.snippet_uses_updated_xref else x_ref
+    stats.update(snippet_statistics(tcam, embeddings, labels, mask, ref, cfg))
+    terms = losses_from_statistics(stats, perm, cfg, denoise)
+    terms["x_ref"] = new_ref
+    return terms

@@ -92,14 +92,13 @@ class D2Net(keras.Model):
         self.model_config = dataclasses.asdict(ModelConfig(**(model_config or {})))
         self.loss_config = dataclasses.asdict(LossConfig(**(loss_config or {})))
         self.weight_decay = float(weight_decay)
-        m = ModelConfig(**self.model_config)
+        m = ModelConfig(**self.model_config)  # validates itself
         self.mcfg, self.lcfg = m, LossConfig(**self.loss_config)
-        if m.feature_dim % 2:
-            raise ValueError(f"feature_dim must be even (RGB half + flow half), got {m.feature_dim}")
         stream_args = dict(
             channels=m.feature_dim // 2, num_classes=m.num_classes, kernel_size=m.kernel_size,
             dilation=m.dilation, classifier_kernel_size=m.classifier_kernel_size,
             classifier_dilation=m.classifier_dilation, residual=m.residual, dropout=m.dropout, init=m.init,
+            embeddings_after_dropout=m.embeddings_after_dropout, rezero_padding=m.rezero_padding,
         )
         self.rgb_stream = TemporalConvStream(name="rgb_stream", **stream_args)
         self.flow_stream = TemporalConvStream(name="flow_stream", **stream_args)
@@ -119,6 +118,8 @@ class D2Net(keras.Model):
         self.trackers["pdmi_dropped"] = keras.metrics.Sum(name="pdmi_dropped")
         self.trackers["skipped_nonfinite"] = keras.metrics.Sum(name="skipped_nonfinite")
         self.seed = 0
+        self.skip_nonpositive_loss = True  # TrainConfig.skip_nonpositive_loss (set by training.create_model)
+        self.evaluate_denoising = True  # test_step reports the denoising terms
 
     @property
     def metrics(self):
@@ -131,13 +132,20 @@ class D2Net(keras.Model):
         self.flow_stream.build(shape)
         self.built = True
 
-    def call(self, features, snippet_mask=None, training=False):
+    def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None):
+        """`dropout_multiplier` [batch, time, D] (optional, training only): the dropout masks
+        (0 or 1 / keep) to use instead of random ones, RGB half then flow half."""
         half = self.mcfg.feature_dim // 2
         mask = snippet_mask
         if mask is None:
             mask = ops.ones(ops.shape(features)[:2], dtype="float32")
-        emb_rgb, act_rgb = self.rgb_stream(features[..., :half], snippet_mask=mask, training=training)
-        emb_flow, act_flow = self.flow_stream(features[..., half:], snippet_mask=mask, training=training)
+        mult_rgb = mult_flow = None
+        if dropout_multiplier is not None:
+            mult_rgb, mult_flow = dropout_multiplier[..., :half], dropout_multiplier[..., half:]
+        emb_rgb, act_rgb = self.rgb_stream(features[..., :half], snippet_mask=mask, training=training,
+                                           dropout_multiplier=mult_rgb)
+        emb_flow, act_flow = self.flow_stream(features[..., half:], snippet_mask=mask, training=training,
+                                              dropout_multiplier=mult_flow)
         embeddings = ops.cast(0.5 * (emb_rgb + emb_flow), "float32")
         tcam = 0.5 * (act_rgb + act_flow)
         return {
@@ -156,24 +164,25 @@ class D2Net(keras.Model):
         """Outputs in the per-video layout [B, T, ...] and their mask [B, T], for a padded
         batch (features [B, T, D], mask) or a packed one (features [1, L, D], mask [1, L],
         unpack_index [B, T], video_mask [B, T]; see `data.pipeline.pack_videos`)."""
-        outputs = self(batch["features"], snippet_mask=batch["mask"], training=training)
+        outputs = self(batch["features"], snippet_mask=batch["mask"], training=training,
+                       dropout_multiplier=batch.get("dropout_multiplier") if training else None)
         if "unpack_index" not in batch:
             return outputs, batch["mask"]
         unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])
                     for k in ("tcam", "embeddings")}
         return unpacked, batch["video_mask"]
 
-    def compute_losses(self, batch, outputs, perm, step, mask=None) -> dict:
+    def compute_losses(self, batch, outputs, perm, denoise, mask=None) -> dict:
         """All loss terms for a batch (labels) and its per-video outputs and mask [B, T]
-        (default: the batch's padded-layout mask)."""
-        cfg = self.lcfg
+        (default: the batch's padded-layout mask); `denoise` switches Eq. 9-10 on."""
         mask = batch["mask"] if mask is None else mask
         return L.d2net_losses(
             outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
-            self.x_ref, perm, cfg, denoise=self._denoise(step),
+            self.x_ref, perm, self.lcfg, denoise=denoise,
         )
 
-    def _denoise(self, step):
+    def denoise_at(self, step):
+        """Whether training step `step` (0-based) includes the denoising terms (Eq. 11 schedule)."""
         cfg = self.lcfg
         return tf.logical_and(step >= cfg.denoise_start_step, step % cfg.denoise_every == 0)
 
@@ -183,7 +192,9 @@ class D2Net(keras.Model):
         Each replica computes per-video statistics of its own videos, all-gathers them
         (replica order = order of the videos in the global batch) and evaluates the
         batch-level losses (Eq. 3 pairing, Eq. 4 mean, Eq. 9/10 pDMI, Eq. 8 mean) on the
-        gathered [B_global, ...] tensors: every replica gets the single-device terms.
+        gathered [B_global, ...] tensors: every replica gets the single-device terms. The
+        snippet statistics are measured against x_ref after this step's update, which needs
+        the whole batch: they are computed and gathered second.
         The gradient of `all_gather` all-reduces (sums) the upstream gradient over the
         replicas, so the local gradient of the returned loss is N x this replica's share;
         `train_step` scales the loss by 1/N before differentiating. `batch["perm"]`, when
@@ -192,20 +203,28 @@ class D2Net(keras.Model):
         """
         ctx = replica_context or tf.distribute.get_replica_context()
         mask = batch["mask"] if mask is None else mask
-        stats = L.per_video_statistics(outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
-                                       self.x_ref, self.lcfg)
-        stats = gather_statistics(stats, ctx)
+        cfg = self.lcfg
+        stats = gather_statistics(
+            L.per_video_statistics(outputs["tcam"], outputs["embeddings"], batch["labels"], mask, cfg), ctx)
+        new_ref = L.updated_reference(stats, self.x_ref, cfg)
+        ref = new_ref if cfg.snippet_uses_updated_xref else self.x_ref
+        snippet = L.snippet_statistics(outputs["tcam"], outputs["embeddings"], batch["labels"], mask, ref, cfg)
+        if snippet:
+            stats.update(gather_statistics(snippet, ctx))
         perm = batch.get("perm")
         if perm is None:
             perm = self.pairing(tf.shape(stats["labels"])[0], step)
         else:
             perm = ctx.all_gather(perm, axis=0)
-        return L.losses_from_statistics(stats, perm, self.lcfg, denoise=self._denoise(step)), stats
+        terms = L.losses_from_statistics(stats, perm, cfg, denoise=self.denoise_at(step))
+        terms["x_ref"] = new_ref
+        return terms, stats
 
     def pairing(self, batch_size, step):
-        """Eq. 3 pairing: a random derangement per step (stateless, from the seed and step)."""
+        """Eq. 3 pairing of a step (stateless, from the seed and step): a random permutation
+        (official) or derangement (`pairing_allows_self=False`)."""
         seed = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(step, tf.int64)])
-        return L.random_derangement(batch_size, tf.cast(seed, tf.int32))
+        return L.random_pairing(batch_size, tf.cast(seed, tf.int32), self.lcfg.pairing_allows_self)
 
     def train_step(self, data):
         ctx = tf.distribute.get_replica_context()
@@ -218,7 +237,7 @@ class D2Net(keras.Model):
             perm = self.pairing(tf.shape(batch["labels"])[0], step)
         with tf.GradientTape() as tape:
             outputs, mask = self.forward_batch(batch, training=True)
-            terms = self.compute_losses(batch, outputs, perm, step, mask)
+            terms = self.compute_losses(batch, outputs, perm, self.denoise_at(step), mask)
         variables = self.trainable_variables
         grads = tape.gradient(terms["loss"], variables)
         if self.weight_decay > 0:  # PyTorch Adam(weight_decay=): L2 term added to the gradient
@@ -226,20 +245,30 @@ class D2Net(keras.Model):
         finite = tf.math.is_finite(terms["loss"])
         for g in grads:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+        update = self._should_update(terms, finite)
 
         def apply():
             self.optimizer.apply(grads, variables)
-            m = self.lcfg.xref_momentum  # Eq. 8 EMA of the background reference
-            self.x_ref.assign(m * self.x_ref + (1.0 - m) * terms["bg_embedding"])
             return tf.constant(0, tf.int64)
 
         def skip():
             return tf.constant(1, tf.int64)
 
-        skipped = tf.cond(finite, apply, skip)
+        tf.cond(update, apply, skip)
+        # Eq. 8: the official code updates x_ref before it looks at the loss (also on steps it
+        # skips for a loss <= 0); a non-finite step leaves it, like the weights, unchanged.
+        self.x_ref.assign(tf.where(finite, terms["x_ref"], self.x_ref))
+        skipped = tf.cast(tf.logical_not(finite), tf.int64)
         self.nonfinite_steps.assign_add(skipped)
         self.train_steps.assign_add(1)
         return self._update_trackers(terms, finite, skipped, 1)
+
+    def _should_update(self, terms, finite):
+        """Whether the optimizer steps: finite loss and gradients and, with
+        `skip_nonpositive_loss` (official: `if total_loss > 0`), a positive loss."""
+        if self.skip_nonpositive_loss:
+            return tf.logical_and(finite, terms["loss"] > 0)
+        return finite
 
     def _update_trackers(self, terms, finite, skipped, num_replicas):
         # Every replica holds the same (global) terms; Keras metrics sum their state over the
@@ -296,10 +325,9 @@ class D2Net(keras.Model):
 
             ops.cond(ok, apply_fn, lambda: None)
 
-        ctx.merge_call(cross_replica, args=(grads, finite))
-        # Eq. 8 EMA from the gathered batch mean: the same value on every replica.
-        m = self.lcfg.xref_momentum
-        self.x_ref.assign(tf.where(finite, m * self.x_ref + (1.0 - m) * terms["bg_embedding"], self.x_ref))
+        ctx.merge_call(cross_replica, args=(grads, self._should_update(terms, finite)))
+        # Eq. 8 EMA from the gathered batch: the same value on every replica.
+        self.x_ref.assign(tf.where(finite, terms["x_ref"], self.x_ref))
         skipped = tf.cast(tf.logical_not(finite), tf.int64)
         self.nonfinite_steps.assign_add(skipped)
         self.train_steps.assign_add(1)
@@ -311,7 +339,7 @@ class D2Net(keras.Model):
         perm = batch.get("perm")
         if perm is None:
             perm = self.pairing(tf.shape(batch["labels"])[0], tf.constant(0, tf.int64))
-        terms = self.compute_losses(batch, outputs, perm, tf.constant(self.lcfg.denoise_start_step, tf.int64), mask)
+        terms = self.compute_losses(batch, outputs, perm, self.evaluate_denoising, mask)
         for k in LOSS_METRICS:
             self.trackers[k].update_state(terms[k])
         return {k: self.trackers[k].result() for k in LOSS_METRICS}

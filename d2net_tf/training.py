@@ -42,10 +42,11 @@ class RunConfig:
     select_on: str = "heldout"  # heldout | test (official, flatters numbers) | last
     heldout_fraction: float = 0.1
     protocol: str = "anet"
+    wtalc_class_counter_bug: bool = False  # --protocol=wtalc: reproduce getLocMAP's class-counter bug (official)
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
-    packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding
+    packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding (official: padded)
     strategy: str = "default"  # default | mirrored | multi_worker | tpu (d2net_tf.distribute; per-replica packing)
     max_nonfinite_steps: int = 100
     deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
@@ -70,17 +71,19 @@ def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> 
 
 def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
     t = cfg.train
+    eps = dict(epsilon=t.adam_epsilon, epsilon_mode=t.adam_epsilon_mode)
     if t.weight_decay_mode == "decoupled":
-        return FusedAdamW(t.learning_rate, weight_decay=t.weight_decay)
-    if t.weight_decay_mode == "l2":
-        return FusedAdam(t.learning_rate)
-    raise D2NetInputError(f"weight_decay_mode must be 'l2' or 'decoupled', got {t.weight_decay_mode!r}")
+        return FusedAdamW(t.learning_rate, weight_decay=t.weight_decay, **eps)
+    return FusedAdam(t.learning_rate, **eps)  # "l2" (TrainConfig validates the mode)
 
 
 def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
     """A compiled D2Net whose optimizer variables exist (so checkpoints restore them)."""
     if run is not None and run.precision not in ("float32", "mixed_bfloat16"):
         raise D2NetInputError(f"precision must be 'float32' or 'mixed_bfloat16', got {run.precision!r}")
+    if run is not None and run.packed and not cfg.model.rezero_padding:
+        raise D2NetInputError("packed batches need rezero_padding=True (without it padding leaks into the "
+                              "neighbouring videos); use --nopacked or --rezero_padding")
     keras.mixed_precision.set_global_policy(run.precision if run else "float32")
     try:
         wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
@@ -88,6 +91,7 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.seed = cfg.train.seed
+    model.skip_nonpositive_loss = cfg.train.skip_nonpositive_loss
     model.compile(optimizer=make_optimizer(cfg), jit_compile=bool(run and run.jit_compile))
     model.optimizer.build(model.trainable_variables)
     return model
@@ -256,7 +260,7 @@ def train_and_evaluate(
             n = min(run.eval_every - step % run.eval_every, total - step)
             gap = model.packing_gap() if run.packed else None
             data = distributed_training_dataset(strategy, fit_set, cfg.train.batch_size, cfg.train.max_seqlen,
-                                                cfg.train.seed, step, gap)
+                                                cfg.train.seed, step, gap, cfg.train.batch_sampling)
             hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
             step = int(model.train_steps.numpy())
             if model.stop_training:

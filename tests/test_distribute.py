@@ -147,7 +147,7 @@ def _worker() -> dict:
     step = tf.constant(0, tf.int64)
     with tf.GradientTape() as tape:
         o, mask = single.forward_batch(batch, training=True)
-        terms = single.compute_losses(batch, o, single.pairing(B, step), step, mask)
+        terms = single.compute_losses(batch, o, single.pairing(B, step), single.denoise_at(step), mask)
     g1 = tape.gradient(terms["loss"], single.trainable_variables)
     g1 = [g + 1e-3 * v for g, v in zip(g1, single.trainable_variables)]
     out["nontrivial"] = bool(float(terms["snippet"]) != 0 and float(terms["video"]) != 0 and float(terms["w_fb"]) != 0)

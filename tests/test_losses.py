@@ -57,6 +57,8 @@ def np_video_scores(tcam, mask, divisor):
 def np_fg_bg(x, tcam, mask, cfg):
     xf = np.zeros((x.shape[0], x.shape[2]))
     xb = np.zeros_like(xf)
+    has_fg = np.zeros(x.shape[0], bool)
+    has_bg = np.zeros(x.shape[0], bool)
     for b in range(x.shape[0]):
         sf = np.zeros(x.shape[2])
         sb = np.zeros(x.shape[2])
@@ -65,17 +67,19 @@ def np_fg_bg(x, tcam, mask, cfg):
             if mask[b, t] <= 0:
                 continue
             lam = float(np.max(tcam[b, t]))
-            if lam > cfg.fg_threshold:
+            above = (lambda v, thr: v >= thr) if cfg.inclusive_thresholds else (lambda v, thr: v > thr)
+            if above(lam, cfg.fg_threshold):
                 sf += lam * x[b, t]
                 wf_sum += lam
-            if 1.0 - lam > cfg.bg_threshold:
+            if above(1.0 - lam, cfg.bg_threshold):
                 sb += (1.0 - lam) * x[b, t]
                 wb_sum += 1.0 - lam
         if cfg.weighted_mean_embeddings:
             sf = sf / wf_sum if wf_sum > 0 else sf
             sb = sb / wb_sum if wb_sum > 0 else sb
         xf[b], xb[b] = sf, sb
-    return xf, xb
+        has_fg[b], has_bg[b] = wf_sum > 0, wb_sum > 0
+    return xf, xb, has_fg, has_bg
 
 
 def np_pair_weights(xf, xb, perm, gamma):
@@ -83,6 +87,34 @@ def np_pair_weights(xf, xb, perm, gamma):
     w_fb = np.array([max(0.0, np_cos(xf[i], xb[perm[i]])) for i in range(n)])
     w_fg = np.array([gamma * (1.0 - np_cos(xf[i], xf[perm[i]])) for i in range(n)])
     w_bg = np.array([gamma * (1.0 - np_cos(xb[i], xb[perm[i]])) for i in range(n)])
+    return w_fb, w_fg, w_bg
+
+
+def np_first_member(perm, start, members):
+    """First video of `members` reached from `start` by following perm (perm[start], ...)."""
+    cur = perm[start]
+    for _ in range(len(perm)):
+        if cur in members:
+            return cur
+        cur = perm[cur]
+    return None
+
+
+def np_subset_pair_weights(xf, xb, has_fg, has_bg, rows, perm, cfg):
+    """Eq. 3 as the official DISLOSS pairs: lists of the (counting) videos with fg / bg."""
+    n = xf.shape[0]
+    row_list = [i for i in range(n) if rows[i]]
+    fg_list = [i for i in row_list if has_fg[i]]
+    bg_list = [i for i in row_list if has_bg[i]]
+    w_fb, w_fg, w_bg = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i in fg_list:
+        w_fg[i] = cfg.gamma * (1.0 - np_cos(xf[i], xf[np_first_member(perm, i, fg_list)]))
+    for i in bg_list:
+        w_bg[i] = cfg.gamma * (1.0 - np_cos(xb[i], xb[np_first_member(perm, i, bg_list)]))
+    for j in range(min(len(fg_list), len(bg_list))):
+        i = fg_list[j]
+        value = max(0.0, np_cos(xf[i], xb[np_first_member(perm, i, bg_list)]))
+        w_fb[row_list[j] if cfg.separation_row_shift else i] = value
     return w_fb, w_fg, w_bg
 
 
@@ -109,15 +141,16 @@ def np_dis(p, labels, w_fb, w_fg, w_bg, valid, cfg, beta):
     return float(np.sum(per_video * valid) / max(valid.sum(), 1.0))
 
 
-def np_pdmi(u, rel_tol=1e-6):
-    """(loss, ok): log(sigma_1 / sigma_r) over the non-zero singular values; 0, False if dropped."""
+def np_pdmi(u, tol=1e-5, relative=False):
+    """(loss, ok): log(sigma_1 / sigma_r) over the singular values above the cut-off (absolute
+    or x sigma_1); 0, False if dropped (not finite, zero, or fewer than two above the cut-off)."""
     u = np.asarray(u, np.float64)
     if not np.all(np.isfinite(u)):
         return 0.0, False
     s = np.linalg.svd(u, compute_uv=False)
-    if s[0] <= 1e-12:
+    nz = s[s > (tol * s[0] if relative else tol)]
+    if s[0] <= 1e-12 or len(nz) < 2:
         return 0.0, False
-    nz = s[s > rel_tol * s[0]]
     return float(np.log(s[0] / nz.min())), True
 
 
@@ -158,14 +191,18 @@ def np_u1(tcam, labels, att, mask, cfg):
     return np.stack(us)
 
 
-def np_u2(p, labels, cfg):
-    """Eq. 10 with explicit P2 (C x n) and Y2 (n x C)."""
+def np_u2(p, labels, cfg, rows=None):
+    """Eq. 10 with explicit P2 (C x n) and Y2 (n x C) over the videos in `rows`."""
+    if rows is not None:
+        p, labels = p[rows > 0], labels[rows > 0]
     n, c = p.shape
     p2 = np.zeros((c, n))
     for i in range(n):
         pi = p[i].astype(np.float64).copy()
+        if cfg.clip_before_video_pdmi:
+            pi = np.clip(pi, cfg.clip_eps, 1.0 - cfg.clip_eps)
         if cfg.video_score_floor > 0:
-            pi = np.where(pi >= cfg.video_score_floor * pi.max(), pi, 0.0)
+            pi = np.where(pi > cfg.video_score_floor * pi.max(), pi, 0.0)
             pi = pi / pi.sum()
         p2[:, i] = pi
     y2 = np.zeros((n, c))
@@ -180,39 +217,62 @@ def np_u2(p, labels, cfg):
 
 
 def np_losses(tcam, x, labels, mask, x_ref, perm, cfg, denoise=True):
-    """Every term of d2net_losses from the equations."""
+    """Every term of d2net_losses from the equations (and the official code's rules)."""
     p = np_video_scores(tcam, mask, cfg.topk_divisor)
-    xf, xb = np_fg_bg(x, tcam, mask, cfg)
+    xf, xb, has_fg, has_bg = np_fg_bg(x, tcam, mask, cfg)
+    valid = np_valid(mask, labels, cfg)
+    rows = valid if cfg.exclude_invalid_videos else np.ones_like(valid)
     if cfg.variant in ("ce", "focal"):
         w_fb = w_fg = w_bg = np.zeros(x.shape[0])
+    elif cfg.pair_within_subsets:
+        w_fb, w_fg, w_bg = np_subset_pair_weights(xf, xb, has_fg, has_bg, rows, perm, cfg)
     else:
         w_fb, w_fg, w_bg = np_pair_weights(xf, xb, perm, cfg.gamma)
     beta = 0.0 if cfg.variant == "ce" else cfg.beta
-    dis = np_dis(p, labels, w_fb, w_fg, w_bg, np_valid(mask, labels, cfg), cfg, beta)
-    # x_ref EMA source (Eq. 8).
+    dis = np_dis(p, labels, w_fb, w_fg, w_bg, valid, cfg, beta)
+    # x_ref EMA (Eq. 8).
     if cfg.xref_source == "most_background_snippet":
         embs = []
         for b in range(x.shape[0]):
             valid_t = [t for t in range(x.shape[1]) if mask[b, t] > 0]
             t_star = max(valid_t, key=lambda t: 1.0 - float(np.max(tcam[b, t])))
             embs.append(x[b, t_star])
-        bg_embedding = np.mean(embs, 0)
+        embs = np.array(embs)
     else:
-        bg_embedding = xb.mean(0)
+        embs = xb
+    src = [b for b in range(x.shape[0]) if rows[b] and (has_bg[b] or not cfg.xref_from_videos_with_background)]
+    new_ref = x_ref.astype(np.float64)
+    if src:
+        new_ref = cfg.xref_momentum * new_ref + (1 - cfg.xref_momentum) * embs[src].mean(0)
+    ref = new_ref if cfg.snippet_uses_updated_xref else x_ref
     snippet = video = 0.0
     dropped = 0
     if cfg.variant.startswith("d2net"):
-        att = np_bottom_up(x, x_ref)
+        att = np_bottom_up(x, ref)
         if cfg.variant == "d2net":
             u1 = np_u1(tcam, labels, att, mask, cfg)
-            r1 = [np_pdmi(u, cfg.pdmi_rel_tol) for u in u1]
-            snippet = float(np.mean([r[0] for r in r1]))
-            video, ok2 = np_pdmi(np_u2(p, labels, cfg), cfg.pdmi_rel_tol)
-            dropped = sum(1 for r in r1 if not r[1]) + (0 if ok2 else 1)
+            losses, count = [], 0
+            for b in range(x.shape[0]):
+                n_f = sum(1 for t in range(x.shape[1]) if mask[b, t] > 0 and att[b, t] > cfg.attention_fg_threshold)
+                n_b = sum(1 for t in range(x.shape[1]) if mask[b, t] > 0 and att[b, t] < cfg.attention_bg_threshold)
+                loss_b, ok_b = np_pdmi(np.maximum(u1[b], 1e-10), cfg.pdmi_snippet_rel_tol, relative=True)
+                if rows[b] and n_f > 0 and n_b > 0:
+                    losses.append(loss_b)
+                    dropped += 0 if ok_b else 1
+                elif not cfg.snippet_mean_over_contributing and rows[b]:
+                    losses.append(loss_b)
+            if cfg.snippet_mean_over_contributing:
+                snippet = float(np.sum(losses) / max(1, len(losses)))
+            else:
+                snippet = float(np.sum(losses) / x.shape[0])
+            video, ok2 = np_pdmi(np_u2(p, labels, cfg, rows), cfg.pdmi_video_tol)
+            dropped += 0 if ok2 else 1
         else:
             num, cnt = 0.0, 0
             eps = cfg.clip_eps
             for b in range(x.shape[0]):
+                if not rows[b]:
+                    continue
                 for t in range(x.shape[1]):
                     if mask[b, t] <= 0:
                         continue
@@ -228,17 +288,18 @@ def np_losses(tcam, x, labels, mask, x_ref, perm, cfg, denoise=True):
                         num += abs(lam) if cfg.variant == "d2net_l1" else -math.log(max(1.0 - lam, eps))
                         cnt += 1
             snippet = num / max(cnt, 1)
-            pc = np.clip(p, cfg.clip_eps, 1.0 - cfg.clip_eps)
+            pc = np.clip(p, cfg.clip_eps, 1.0 - cfg.clip_eps)[rows > 0]
+            y = labels[rows > 0]
             if cfg.variant == "d2net_l1":
-                video = float(np.mean(np.abs(pc - labels)))
+                video = float(np.mean(np.abs(pc - y)))
             else:
-                video = float(-np.mean(labels * np.log(pc) + (1 - labels) * np.log(1 - pc)))
+                video = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
         if not denoise:
             snippet = video = 0.0
     total = dis + cfg.alpha_snippet * snippet + cfg.alpha_video * video
     return dict(
         loss=total, dis=dis, snippet=snippet, video=video, w_fb=w_fb.mean(), w_fg=w_fg.mean(),
-        w_bg=w_bg.mean(), pdmi_dropped=dropped, bg_embedding=bg_embedding,
+        w_bg=w_bg.mean(), pdmi_dropped=dropped, x_ref=new_ref,
     )
 
 
@@ -331,10 +392,12 @@ def test_video_scores_hand():
 def test_fg_bg_embeddings_eq2(inp, preset_name, dataset):
     cfg = loss_cfg(preset_name, dataset)
     lam = L.top_down_attention(tf.constant(inp["tcam"]))
-    xf, xb = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), cfg)
-    wf, wb = np_fg_bg(inp["x"], inp["tcam"], inp["mask"], cfg)
+    xf, xb, hf, hb = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), cfg)
+    wf, wb, want_hf, want_hb = np_fg_bg(inp["x"], inp["tcam"], inp["mask"], cfg)
     np.testing.assert_allclose(xf.numpy(), wf, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(xb.numpy(), wb, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(hf.numpy(), want_hf)
+    np.testing.assert_array_equal(hb.numpy(), want_hb)
 
 
 def test_fg_bg_sum_vs_mean(inp):
@@ -342,8 +405,8 @@ def test_fg_bg_sum_vs_mean(inp):
     lam = L.top_down_attention(tf.constant(inp["tcam"]))
     s_cfg = LossConfig(weighted_mean_embeddings=False)
     m_cfg = LossConfig(weighted_mean_embeddings=True)
-    xf_s, xb_s = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), s_cfg)
-    xf_m, xb_m = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), m_cfg)
+    xf_s, xb_s, _, _ = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), s_cfg)
+    xf_m, xb_m, _, _ = L.foreground_background_embeddings(tf.constant(inp["x"]), lam, tf.constant(inp["mask"]), m_cfg)
     lam = lam.numpy() * inp["mask"]
     wf = (lam * (lam > 0.5)).sum(1, keepdims=True)
     np.testing.assert_allclose(xf_m.numpy() * wf, xf_s.numpy(), rtol=1e-4, atol=1e-5)
@@ -353,7 +416,7 @@ def test_fg_bg_sum_vs_mean(inp):
 @pytest.mark.parametrize("preset_name,dataset", PRESETS, ids=PRESET_IDS)
 def test_pair_weights_eq3(inp, preset_name, dataset):
     cfg = loss_cfg(preset_name, dataset)
-    xf, xb = np_fg_bg(inp["x"], inp["tcam"], inp["mask"], cfg)
+    xf, xb, _, _ = np_fg_bg(inp["x"], inp["tcam"], inp["mask"], cfg)
     got = L.pair_weights(tf.constant(xf, tf.float32), tf.constant(xb, tf.float32), tf.constant(PERM), cfg.gamma)
     want = np_pair_weights(xf, xb, PERM, cfg.gamma)
     for g, w in zip(got, want):
@@ -528,16 +591,17 @@ def pdmi_and_grad(u):
 
 HAND = [
     ("diag21", [[2.0, 0.0], [0.0, 1.0]], math.log(2.0), True),
-    ("ones_rank1", [[1.0, 1.0], [1.0, 1.0]], 0.0, True),
+    ("ones_rank1", [[1.0, 1.0], [1.0, 1.0]], 0.0, False),  # rank 1: log(s1 / s1) = 0, reported dropped
     ("identity", [[1.0, 0.0], [0.0, 1.0]], 0.0, True),
     ("scaled_rotation", [[0.0, -3.0], [3.0, 0.0]], 0.0, True),
     ("zero", [[0.0, 0.0], [0.0, 0.0]], 0.0, False),
-    ("zero_row", [[1.0, 2.0], [0.0, 0.0]], 0.0, True),
-    ("zero_col", [[0.3, 0.0], [0.7, 0.0]], 0.0, True),
+    ("zero_row", [[1.0, 2.0], [0.0, 0.0]], 0.0, False),
+    ("zero_col", [[0.3, 0.0], [0.7, 0.0]], 0.0, False),
     ("nan", [[1.0, float("nan")], [0.0, 1.0]], 0.0, False),
     ("inf", [[1.0, float("inf")], [0.0, 1.0]], 0.0, False),
     ("diag41", [[0.0, 4.0], [1.0, 0.0]], math.log(4.0), True),
-    ("tiny_second", [[1.0, 0.0], [0.0, 1e-9]], 0.0, True),  # below rel_tol: counts as zero
+    ("tiny_second", [[1.0, 0.0], [0.0, 1e-9]], 0.0, False),  # below the cut-off: counts as zero
+    ("second_above_abs_tol", [[1.0, 0.0], [0.0, 2e-5]], math.log(1.0 / 2e-5), True),
 ]
 
 
@@ -567,9 +631,9 @@ def test_pdmi_rank_deficient_and_equal_sv(shape):
     rank1 = (a @ b).astype(np.float32)
     q, _ = np.linalg.qr(rng.normal(size=(max(shape), max(shape))))
     eq = (2.0 * q[: shape[0], : shape[1]]).astype(np.float32)  # all singular values 2
-    for u, want in ((rank1, 0.0), (eq, 0.0)):
+    for u, want, want_ok in ((rank1, 0.0, False), (eq, 0.0, True)):
         loss, ok, grad = pdmi_and_grad(u)
-        assert ok
+        assert bool(ok) == want_ok
         np.testing.assert_allclose(loss, want, atol=1e-4)
         assert np.all(np.isfinite(grad))
     # Rank 2 with two equal small singular values.
@@ -593,12 +657,95 @@ def test_pdmi_20x20_against_numpy_svd():
 
 
 def test_d2net_losses_counts_dropped_pdmi(inp):
-    """x_ref = 0: every lambda' = 0.5, no pseudo fg/bg snippet, every U1 is zero and dropped."""
+    """x_ref = 0 measured before its update: every lambda' = 0.5, no video has pseudo fg/bg,
+    none contributes to the snippet term (0, nothing dropped). The official order measures
+    against the updated x_ref (0.1 x the batch's background embedding), and the term is on."""
     cfg = loss_cfg("official", "thumos14")
-    got = run_tf(dict(inp, x_ref=np.zeros(D, np.float32)), cfg)
-    assert got["snippet"] == 0.0
-    assert got["pdmi_dropped"] == B
-    assert np.isfinite(got["loss"])
+    zero = dict(inp, x_ref=np.zeros(D, np.float32))
+    before = run_tf(zero, dataclasses.replace(cfg, snippet_uses_updated_xref=False))
+    assert before["snippet"] == 0.0 and before["pdmi_dropped"] == 0
+    after = run_tf(zero, cfg)
+    assert after["snippet"] > 0
+    np.testing.assert_allclose(after["snippet"], run_np(zero, cfg)["snippet"], rtol=1e-4)
+
+
+def test_rank_one_u1_is_dropped_not_reproduced():
+    """A time-constant TCAM gives a rank-1 U1: the official pDMI adds ~log(s1 / 1e-8); here the
+    term is dropped and counted (a deliberate fix)."""
+    u1 = np.array([[[0.3, 0.3], [0.7, 0.7]]], np.float32)
+    loss, ok = L.pdmi(np.maximum(u1, 1e-10), 1e-5, relative=True)
+    assert loss.numpy()[0] == 0.0 and not ok.numpy()[0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+def test_video_pdmi_rank_decision_is_precision_independent(dtype):
+    """Exactly rank-deficient U2 (B < C videos, a repeated label set): the rank decision and the
+    loss do not depend on the input precision and the gradient stays finite."""
+    rng = np.random.default_rng(11)
+    labels = np.zeros((3, 6), np.float32)
+    labels[0, [0, 1]] = labels[1, [0, 1]] = labels[2, 2] = 1  # classes 0 and 1 always together
+    p = rng.uniform(0.05, 0.95, (3, 6)).astype(np.float32)
+    p = tf.cast(tf.constant(p), dtype)
+    cfg = LossConfig()
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        u2 = L.video_joint_matrix(tf.cast(p, tf.float32), labels, cfg)
+        loss, ok = L.pdmi(u2, cfg.pdmi_video_tol)
+    grad = tape.gradient(loss, p)
+    p64 = tf.cast(p, tf.float64).numpy()
+    want, want_ok = np_pdmi(np_u2(p64, labels, cfg), cfg.pdmi_video_tol)
+    assert bool(ok.numpy()) == want_ok
+    s = np.linalg.svd(np_u2(p64, labels, cfg), compute_uv=False)
+    assert np.sum(s > 1e-5) == 2  # rank 2 of 6: the four exact zeros are not sigma_r
+    np.testing.assert_allclose(loss.numpy(), want, rtol=1e-5)
+    assert np.all(np.isfinite(tf.cast(grad, tf.float32).numpy()))
+
+
+def test_video_pdmi_same_loss_in_every_precision():
+    labels = np.zeros((3, 6), np.float32)
+    labels[0, [0, 1]] = labels[1, [0, 1]] = labels[2, 2] = 1
+    p = np.random.default_rng(12).uniform(0.05, 0.95, (3, 6)).astype(np.float32)
+    cfg = LossConfig()
+    got = []
+    for dtype in (tf.float32, tf.float64):
+        u2 = L.video_joint_matrix(tf.constant(p, dtype), labels, cfg)
+        got.append(float(L.pdmi(u2, cfg.pdmi_video_tol)[0].numpy()))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5)
+
+
+def test_video_joint_matrix_counts_only_rows():
+    """Official: invalid videos are out of U2 (p and the Y counts)."""
+    cfg = LossConfig()
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.5]], np.float32)
+    y = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
+    rows = np.array([1, 1, 0], np.float32)
+    got = L.video_joint_matrix(p, y, cfg, rows).numpy()
+    np.testing.assert_allclose(got, L.video_joint_matrix(p[:2], y[:2], cfg).numpy(), atol=1e-7)
+
+
+def test_inclusive_threshold_counts_half_for_both():
+    """Official: lambda = 0.5 exactly is foreground and background (values < 0.5 are zeroed)."""
+    lam = tf.constant([[0.5, 0.7, 0.2]])
+    mask = tf.ones([1, 3])
+    w_fg, w_bg = L.foreground_background_weights(lam, mask, LossConfig())
+    np.testing.assert_allclose(w_fg.numpy(), [[0.5, 0.7, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(w_bg.numpy(), [[0.5, 0.0, 0.8]], atol=1e-7)
+    w_fg, w_bg = L.foreground_background_weights(lam, mask, LossConfig(inclusive_thresholds=False))
+    np.testing.assert_allclose(w_fg.numpy(), [[0.0, 0.7, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(w_bg.numpy(), [[0.0, 0.0, 0.8]], atol=1e-7)
+
+
+def test_xref_update_only_from_videos_with_background():
+    cfg = LossConfig()
+    stats = {"valid": tf.constant([1.0, 1.0, 0.0]), "has_bg": tf.constant([1.0, 0.0, 1.0]),
+             "bg_emb": tf.constant([[1.0, 0.0], [0.0, 5.0], [9.0, 9.0]])}
+    ref = tf.constant([2.0, 2.0])
+    np.testing.assert_allclose(L.updated_reference(stats, ref, cfg).numpy(), [0.9 * 2 + 0.1, 0.9 * 2], rtol=1e-6)
+    none = dict(stats, has_bg=tf.constant([0.0, 0.0, 1.0]))  # the only video with bg is invalid
+    np.testing.assert_array_equal(L.updated_reference(none, ref, cfg).numpy(), [2.0, 2.0])
+    old = dataclasses.replace(cfg, xref_from_videos_with_background=False, exclude_invalid_videos=False)
+    np.testing.assert_allclose(L.updated_reference(stats, ref, old).numpy(),
+                               0.9 * 2 + 0.1 * np.array([10 / 3, 14 / 3]), rtol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,6 +763,51 @@ def test_random_derangement():
             seen.add(tuple(perm))
         if n >= 4:
             assert len(seen) > 1  # actually random
+
+
+def test_induced_partner_hand():
+    # perm: 0->3->1->4->0 and 2->2. Subset {1, 2, 4}: 1 -> 4, 4 -> (0, 3) -> 1, 2 -> itself.
+    perm = tf.constant([3, 4, 2, 1, 0])
+    member = tf.constant([False, True, True, False, True])
+    np.testing.assert_array_equal(L.induced_partner(perm, member).numpy(), [1, 4, 2, 1, 1])
+    np.testing.assert_array_equal(L.induced_partner(perm, tf.zeros([5], tf.bool)).numpy(), [-1] * 5)
+
+
+def test_subset_pair_weights_hand():
+    """Video 1 has no foreground: w_fg = w_fb = 0 for it; with the official row shift, the w_fb
+    of the 2nd fg video (video 2) lands on row 1, and row 2 gets the 3rd fg video's."""
+    e = np.eye(3, dtype=np.float32)
+    x_fg = np.stack([e[0], np.zeros(3, np.float32), e[1], e[0] + e[1]])
+    x_bg = np.stack([e[1], e[2], e[0], e[2]])
+    has_fg = np.array([1, 0, 1, 1], np.float32)
+    has_bg = np.ones(4, np.float32)
+    rows = np.ones(4, np.float32)
+    perm = np.array([1, 2, 3, 0], np.int32)
+    cfg = dataclasses.replace(LossConfig(), gamma=1.0, separation_row_shift=False)
+    w_fb, w_fg, w_bg = [w.numpy() for w in L.subset_pair_weights(x_fg, x_bg, has_fg, has_bg, rows, perm, cfg)]
+    want_fb, want_fg, want_bg = np_subset_pair_weights(x_fg, x_bg, has_fg > 0, has_bg > 0, rows, perm, cfg)
+    np.testing.assert_allclose(w_fg, want_fg, atol=1e-6)
+    np.testing.assert_allclose(w_bg, want_bg, atol=1e-6)
+    np.testing.assert_allclose(w_fb, want_fb, atol=1e-6)
+    # FG = [0, 2, 3]: fg partners 0->2, 2->3, 3->0; fb partners (first bg on perm) 0->1, 2->3, 3->0.
+    np.testing.assert_allclose(w_fg, [1.0, 0.0, 1 - 1 / np.sqrt(2), 1 - 1 / np.sqrt(2)], atol=1e-6)
+    np.testing.assert_allclose(w_fb, [0.0, 0.0, 0.0, 1 / np.sqrt(2)], atol=1e-6)  # cos(e0, e2), cos(e1, e2), cos(e0+e1, e1)
+    shifted = dataclasses.replace(cfg, separation_row_shift=True)
+    x_bg2 = np.stack([e[0], e[0], e[1], e[1]])  # now w_fb(0) = cos(e0, x_bg[1]) = 1, w_fb(2) = cos(e1, e1) = 1
+    w_fb = L.subset_pair_weights(x_fg, x_bg2, has_fg, has_bg, rows, perm, shifted)[0].numpy()
+    want = np_subset_pair_weights(x_fg, x_bg2, has_fg > 0, has_bg > 0, rows, perm, shifted)[0]
+    np.testing.assert_allclose(w_fb, want, atol=1e-6)
+    # fg videos 0, 2, 3 write rows 0, 1, 2 (not 0, 2, 3): w(0)=1, w(2)=1, w(3)=cos(e0+e1, e0)
+    np.testing.assert_allclose(w_fb, [1.0, 1.0, 1 / np.sqrt(2), 0.0], atol=1e-6)
+
+
+def test_random_pairing_is_a_permutation_with_fixed_points():
+    fixed = 0
+    for seed in range(200):
+        perm = L.random_pairing(6, tf.constant([seed, 1], tf.int32)).numpy()
+        assert sorted(perm.tolist()) == list(range(6))
+        fixed += int(np.any(perm == np.arange(6)))
+    assert 100 < fixed < 160  # P(some fixed point) = 1 - 1/e ~ 0.63 for a uniform permutation
 
 
 def test_random_derangement_in_tf_function():

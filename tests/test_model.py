@@ -202,7 +202,7 @@ def test_padding_does_not_change_losses_through_model():
     res = []
     for b in (batch, longer):
         out = model(b["features"], snippet_mask=b["mask"], training=False)
-        res.append({k: v.numpy() for k, v in model.compute_losses(b, out, tf.constant(b["perm"]), tf.constant(0, tf.int64)).items()})
+        res.append({k: v.numpy() for k, v in model.compute_losses(b, out, tf.constant(b["perm"]), model.denoise_at(tf.constant(0, tf.int64))).items()})
     for k in res[0]:
         np.testing.assert_allclose(res[1][k], res[0][k], rtol=1e-5, atol=1e-6, err_msg=k)
 
@@ -214,7 +214,7 @@ def test_padding_does_not_change_losses_through_model():
 
 def eval_loss(model, batch, step=0):
     out = model(batch["features"], snippet_mask=batch["mask"], training=False)
-    terms = model.compute_losses(batch, out, tf.constant(batch["perm"]), tf.constant(step, tf.int64))
+    terms = model.compute_losses(batch, out, tf.constant(batch["perm"]), model.denoise_at(tf.constant(step, tf.int64)))
     return float(terms["loss"])
 
 
@@ -278,7 +278,7 @@ def test_l2_weight_decay_matches_manual_adam():
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         out = model(batch["features"], snippet_mask=batch["mask"], training=True)
-        terms = model.compute_losses(batch, out, tf.constant(batch["perm"]), tf.constant(0, tf.int64))
+        terms = model.compute_losses(batch, out, tf.constant(batch["perm"]), model.denoise_at(tf.constant(0, tf.int64)))
     grads = tape.gradient(terms["loss"], variables)
     copies = [keras.Variable(v.numpy()) for v in variables]
     manual = keras.optimizers.Adam(lr)
@@ -382,7 +382,7 @@ def test_skipped_step_not_averaged_into_metrics():
     bad = dict(good, features=good["features"].copy())
     bad["features"][0, 0, 0] = np.nan
     out = model(good["features"], snippet_mask=good["mask"], training=True)
-    want = float(model.compute_losses(good, out, tf.constant(good["perm"]), tf.constant(1, tf.int64))["loss"])
+    want = float(model.compute_losses(good, out, tf.constant(good["perm"]), model.denoise_at(tf.constant(1, tf.int64)))["loss"])
     ds = dataset(bad, 1).concatenate(dataset(good, 1))
     hist = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
     assert int(model.nonfinite_steps.numpy()) == 1

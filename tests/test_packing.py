@@ -16,9 +16,9 @@ from d2net_tf.model import build_model
 D, C = 16, 5
 
 
-def _model(kernel, dilation, ck, cd, seed=0):
+def _model(kernel, dilation, ck, cd, seed=0, name="official_fixed"):
     keras.utils.set_random_seed(seed)
-    cfg = preset("official")
+    cfg = preset(name)  # packing needs rezero_padding (a fix; the official code leaks padding)
     cfg.model.feature_dim, cfg.model.num_classes = D, C
     cfg.model.kernel_size, cfg.model.dilation = kernel, dilation
     cfg.model.classifier_kernel_size, cfg.model.classifier_dilation = ck, cd
@@ -72,7 +72,7 @@ def test_packed_loss_terms_equal_padded(variant):
     for batch in (padded, packed):
         batch["labels"] = tf.constant(labels)
         out, mask = model.forward_batch(batch)
-        terms.append(model.compute_losses(batch, out, perm, tf.constant(0, tf.int64), mask))
+        terms.append(model.compute_losses(batch, out, perm, model.denoise_at(tf.constant(0, tf.int64)), mask))
     for k in terms[0]:
         np.testing.assert_allclose(terms[0][k], terms[1][k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert float(terms[0]["dis"]) > 0
@@ -114,3 +114,19 @@ def test_unpack_videos_gradient_equals_gather_gradient():
     np.testing.assert_allclose(grad, tape.gradient(loss_ref, packed), rtol=1e-6, atol=1e-7)
     gaps = batch["mask"][0] == 0
     assert gaps.any() and np.all(grad[0, gaps] == 0)
+
+
+def test_official_padding_leaks_in_training_only():
+    """Official preset: in a padded training batch, padding reaches the last snippets of a
+    shorter video through layers 2 and 3 (rezero_padding=False); outside training, and with
+    the fix, the video's outputs equal the video alone."""
+    videos = _videos(lengths=(4, 9))
+    batch = pad_videos(videos)
+    for name, leaks in (("official", True), ("official_fixed", False)):
+        model = _model(3, 1, 1, 1, name=name)
+        alone = model(videos[0][None], training=True)["tcam"].numpy()[0]
+        padded = model(batch["features"], snippet_mask=batch["mask"], training=True)["tcam"].numpy()[0, :4]
+        assert np.allclose(padded[:2], alone[:2], atol=1e-6)  # far from the padding: unchanged
+        assert (not np.allclose(padded, alone, atol=1e-6)) == leaks, name
+        test = model(batch["features"], snippet_mask=batch["mask"], training=False)["tcam"].numpy()[0, :4]
+        np.testing.assert_allclose(test, model(videos[0][None])["tcam"].numpy()[0], atol=1e-6)

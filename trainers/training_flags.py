@@ -39,12 +39,15 @@ def _define_config_flags() -> None:
 
 define_data_flags()
 _define_config_flags()
-flags.DEFINE_enum("preset", "official", ["official", "paper"], "Paper settings or the official code's.")
+flags.DEFINE_enum("preset", "official", list(C.PRESETS), "official: exactly what the official code computes; "
+                  "official_fixed: the official code with this implementation's fixes (README, deviations); "
+                  "paper: the paper's settings. Unset flags take the preset's value.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard logs and results.json go.")
 flags.DEFINE_integer("eval_every", 1000, "Evaluate for checkpoint selection every N steps.")
 flags.DEFINE_integer("checkpoint_every", 500, "Save a checkpoint every N steps.")
-flags.DEFINE_enum("select_on", "heldout", list(SELECT_ON), "Checkpoint selection: held-out part of the "
-                  "training split (honest), the test split (as the official code; flatters numbers), or the last.")
+flags.DEFINE_enum("select_on", None, list(SELECT_ON), "Checkpoint selection: held-out part of the "
+                  "training split (honest), the test split (as the official code; flatters numbers), or the last "
+                  "(default: from --preset).")
 flags.DEFINE_float("heldout_fraction", 0.1, "Fraction of the training split held out for --select_on=heldout.")
 flags.DEFINE_enum("protocol", "anet", ["anet", "wtalc"], "Evaluation protocol.")
 flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
@@ -54,8 +57,10 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
                   "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
                   "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
                   "losses are computed on the global batch (BUILD.md, section Scaling).")
-flags.DEFINE_boolean("packed", True, "Pack the videos of a batch into one sequence (no convolution on "
-                     "padding; same results as padded batches).")
+flags.DEFINE_boolean("packed", None, "Pack the videos of a batch into one sequence (no convolution on "
+                     "padding; needs --rezero_padding; default: from --preset).")
+flags.DEFINE_boolean("wtalc_class_counter_bug", None, "--protocol=wtalc: reproduce the official getLocMAP's "
+                     "class-counter bug (default: from --preset).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
 flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
                      "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")
@@ -73,20 +78,25 @@ def config_from_flags(feature_dim: int, num_classes: int) -> C.D2NetConfig:
             value = getattr(FLAGS, _RENAME.get(f.name, f.name))
             if value is not None:
                 setattr(part, f.name, value)
-    if cfg.loss.variant not in C.LOSS_VARIANTS:
-        raise flags.ValidationError(f"--loss must be one of {C.LOSS_VARIANTS}, got {cfg.loss.variant!r}")
-    return cfg
+    try:  # the configs validate themselves; flags were set on them after construction
+        return C.D2NetConfig.from_dict(cfg.to_dict())
+    except ValueError as e:
+        raise flags.ValidationError(str(e))
 
 
 def run_config_from_flags(model_dir: str, **overrides):
     """The RunConfig (d2net_tf.training) named by the flags, for `model_dir`."""
     from d2net_tf.training import RunConfig  # imports TensorFlow
 
-    fields = dict(
+    fields = C.run_preset(FLAGS.preset)
+    for name in list(fields):
+        if getattr(FLAGS, name) is not None:
+            fields[name] = getattr(FLAGS, name)
+    fields.update(
         model_dir=model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
-        select_on=FLAGS.select_on, heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
+        heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
         localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
-        packed=FLAGS.packed, strategy=FLAGS.strategy, max_nonfinite_steps=FLAGS.max_nonfinite_steps,
+        strategy=FLAGS.strategy, max_nonfinite_steps=FLAGS.max_nonfinite_steps,
         deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
     )
     fields.update(overrides)

@@ -15,29 +15,39 @@ import tensorflow as tf
 from d2net_tf.data.dataset import VideoDataset
 
 
+SAMPLING = ("with_replacement", "without_replacement")
+
+
 def sample_crops(
-    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int
+    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int,
+    sampling: str = "without_replacement",
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """The videos of batch `step` before padding: ([T_i, D] crops, indices [B]).
 
-    B videos drawn at random (without replacement when possible); a video longer than
-    `max_seqlen` is cropped to a random window. A pure function of (seed, step)."""
+    B videos drawn at random; a video longer than `max_seqlen` is cropped to a random window.
+    `sampling`: "with_replacement" as the official code (np.random.choice, crop start in
+    [0, T - max_seqlen), as its `random_extract`) or "without_replacement" (when the split has
+    B videos; any crop start). A pure function of (seed, step)."""
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    official = sampling == "with_replacement"
     rng = np.random.default_rng([seed, step])
     n = len(dataset)
-    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
+    idx = rng.choice(n, size=batch_size, replace=official or batch_size > n)
     crops = []
     for i in idx:
         f = dataset.features[i]
         t = f.shape[0]
         if t > max_seqlen:
-            start = int(rng.integers(0, t - max_seqlen + 1))
+            start = int(rng.integers(0, t - max_seqlen + (0 if official else 1)))
             f = f[start : start + max_seqlen]
         crops.append(f)
     return crops, idx
 
 
 def sample_training_batch(
-    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int, pack_gap: int | None = None
+    dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int, pack_gap: int | None = None,
+    sampling: str = "without_replacement",
 ) -> dict[str, np.ndarray]:
     """Batch `step`: B videos drawn at random (without replacement when possible), each longer
     than `max_seqlen` cropped to a random window.
@@ -49,7 +59,7 @@ def sample_training_batch(
     video_mask [B, T]; no convolution runs on padding (see `pack_videos`).
     Both: labels [B, C] float32, video_index [B] int64 (index into `dataset`).
     """
-    crops, idx = sample_crops(dataset, batch_size, max_seqlen, seed, step)
+    crops, idx = sample_crops(dataset, batch_size, max_seqlen, seed, step, sampling)
     batch = pad_videos(crops) if pack_gap is None else pack_videos(crops, pack_gap)
     batch["labels"] = dataset.labels[idx].astype(np.float32)
     batch["video_index"] = idx.astype(np.int64)
@@ -90,7 +100,7 @@ def pack_videos(videos: list[np.ndarray], gap: int) -> dict[str, np.ndarray]:
 
 def training_dataset(
     dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, start_step: int = 0,
-    pack_gap: int | None = None,
+    pack_gap: int | None = None, sampling: str = "without_replacement",
 ) -> tf.data.Dataset:
     """Endless tf.data pipeline of training batches from `start_step` on, prefetched."""
     d, c = dataset.feature_dim, dataset.num_classes
@@ -98,7 +108,7 @@ def training_dataset(
     def gen() -> Iterator[dict[str, np.ndarray]]:
         step = start_step
         while True:
-            yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step, pack_gap)
+            yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step, pack_gap, sampling)
             step += 1
 
     rows = batch_size if pack_gap is None else 1
