@@ -18,7 +18,7 @@ Two protocols:
   - a prediction on a video without ground truth of its class is a false positive.
 
 * ``protocol="wtalc"`` - the W-TALC-family evaluator (W-TALC, 3C-Net and the
-  official D2-Net ``getLocMAP``):
+  official D2-Net ``getLocMAP`` in ``detectionMAP.py``):
 
   - segments become snippet-index sets: ground truth and Ambiguous segments
     ``range(round(start * sps), round(end * sps))`` (Python / numpy half-to-even
@@ -27,18 +27,41 @@ Two protocols:
   - tIoU = |intersection| / |union| of the integer index sets;
   - per class, predictions sorted by descending score with the same stable tie
     rule as above (the official ``np.argsort(-score)`` is unstable);
-  - a prediction is matched to the FIRST unmatched ground truth (ground-truth order:
-    video order, then segment order) with tIoU >= threshold;
+  - a prediction is matched to the FIRST unmatched ground truth of its video (in
+    ground-truth row order) with tIoU >= threshold;
   - predictions touching an Ambiguous segment (index-set intersection > 0) are
     dropped; predictions on videos without any ground-truth segment are dropped
-    (the official code keeps only videos with temporal annotations);
-  - ``AP = sum(precision at each true positive) / number of ground truths``
-    (non-interpolated), 0 when there is no true positive; mAP over the classes
-    that have ground truth.
-  - The official ``getLocMAP`` stops its class loop when a class has no
-    prediction (it returns early / desynchronises the class counter, so later
-    classes are scored against the wrong lists). That bug is NOT reproduced: a
-    class without predictions simply has AP 0.
+    (the official code keeps only videos with temporal annotations in
+    ``segments.npy``; `GroundTruth.wtalc_videos` when set);
+  - mAP over the classes that have ground truth. Three named options
+    (keywords of `evaluate_detections`, only read by this protocol):
+
+    ``wtalc_ground_truth`` - which ground truth. ``"segments"`` (default): the
+    ``segments.npy`` rows of `gt` (THUMOS14 test: 3,358 instances).
+    ``"test_gt_segments"`` (official D2-Net): for THUMOS14 ``getDetections`` scores
+    against ``Thumos14reduced-Annotations/test_gt_segments.npy`` (always the copy
+    shipped with the official code; vendored here, byte-identical): 20 per-class
+    lists of ``(videoname[11:], start fraction, end fraction)``, 3,234 instances
+    on 210 of the 212 test videos, converted by ``getLocMAP`` to
+    ``range(int(round(f_s * duration * 25 / 16)), int(round(f_e * duration * 25 / 16)))``
+    with the video's ``duration.npy`` entry (`ground_truth_from_test_gt_segments`).
+    Predictions on the two test videos without a row there still count (false
+    positives), as in the official code.
+
+    ``wtalc_ap`` - the AP rule. ``"precision_sum"`` (default; W-TALC's
+    ``detectionMAP.py``): ``sum(precision at each true positive) / #ground truth``.
+    ``"interpolated"`` (official D2-Net ``getLocMAP``): ``_ap_from_pr``, the
+    VOC-interpolated area under precision/recall (`interpolated_prec_rec`). Both
+    give 0 without any true positive.
+
+    ``wtalc_class_counter_bug`` - ``getLocMAP`` reads class number ``num_c`` of its
+    per-class lists, but increments ``num_c`` only for a class that has at least one
+    prediction (after the Ambiguous filter). At the first class without a
+    prediction the counter stops, every later class reads that same empty list,
+    and so every class from there on scores AP 0 (whatever its own predictions).
+    ``True`` reproduces this (official); ``False`` (default, our fix) scores each
+    class on its own predictions, a class without predictions has AP 0. Classes
+    are taken in class-index order, as ``templabelidx``.
 
 Every result dict carries its ``protocol`` and ``ambiguous_removed``; numbers are
 fractions in [0, 1] (the table prints percentages).
@@ -47,7 +70,9 @@ fractions in [0, 1] (the table prints percentages).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,6 +90,10 @@ __all__ = [
     "THUMOS14_TIOU_THRESHOLDS",
     "ACTIVITYNET_TIOU_THRESHOLDS",
     "PROTOCOLS",
+    "WTALC_GROUND_TRUTH_SOURCES",
+    "WTALC_AP_RULES",
+    "read_test_gt_segments",
+    "ground_truth_from_test_gt_segments",
     "interpolated_prec_rec",
     "classification_map",
     "evaluate_detections",
@@ -78,6 +107,12 @@ __all__ = [
 THUMOS14_TIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 ACTIVITYNET_TIOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 PROTOCOLS = ("anet", "wtalc")
+WTALC_GROUND_TRUTH_SOURCES = ("segments", "test_gt_segments")
+WTALC_AP_RULES = ("precision_sum", "interpolated")
+TEST_GT_SEGMENTS_FILE = "test_gt_segments.npy"
+# getDetections maps a test_gt_segments.npy row to its video by `videoname[k][11:]`
+# ("video_test_0000890" -> "0000890").
+_TEST_GT_NAME_OFFSET = len("video_test_")
 
 
 # --------------------------------------------------------------------------- #
@@ -97,6 +132,11 @@ class GroundTruth:
         videos of the split (including videos without segments).
       snippets_per_second: feature rate (used by the "wtalc" protocol).
       subsets: video id -> subset name, when known (read from ground-truth JSON).
+      source: where the segments come from: "segments" (segments.npy / JSON) or
+        "test_gt_segments" (`ground_truth_from_test_gt_segments`).
+      wtalc_videos: the videos whose predictions the "wtalc" protocol keeps, or None
+        (= the videos with a segment). Set for "test_gt_segments" ground truth: the
+        official code keeps the videos with segments in segments.npy.
     """
 
     video_ids: np.ndarray
@@ -108,6 +148,8 @@ class GroundTruth:
     durations: dict[str, float] | None = None
     snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND
     subsets: dict[str, str] | None = None
+    source: str = "segments"
+    wtalc_videos: list[str] | None = None
 
     def __post_init__(self):
         self.video_ids = np.asarray(self.video_ids, dtype=str).reshape(-1)
@@ -116,6 +158,10 @@ class GroundTruth:
         self.ends = np.asarray(self.ends, dtype=np.float64).reshape(-1)
         self.classlist = [str(c) for c in self.classlist]
         self.ambiguous = {str(k): np.asarray(v, np.float64).reshape(-1, 2) for k, v in self.ambiguous.items()}
+        if self.source not in WTALC_GROUND_TRUTH_SOURCES:
+            raise D2NetInputError(f"GroundTruth: source must be one of {WTALC_GROUND_TRUTH_SOURCES}, got {self.source!r}")
+        if self.wtalc_videos is not None:
+            self.wtalc_videos = [str(v) for v in self.wtalc_videos]
         n = len(self.video_ids)
         if not (len(self.class_ids) == len(self.starts) == len(self.ends) == n):
             raise D2NetInputError("GroundTruth: video_ids, class_ids, starts and ends must have the same length")
@@ -151,6 +197,123 @@ class GroundTruth:
             durations={v: float(d) for v, d in zip(vids, np.asarray(ds.durations, np.float64).reshape(-1))},
             snippets_per_second=float(ds.snippets_per_second),
         )
+
+
+def read_test_gt_segments(path: str | None = None) -> tuple[tuple[tuple[str, float, float], ...], ...]:
+    """The per-class rows of a W-TALC ``test_gt_segments.npy``: ``(video suffix, start, end)``.
+
+    `path` None reads the vendored THUMOS14 copy (the file the official code always
+    reads). Start / end are fractions of the video's duration. Read through the
+    restricted unpickler; cached per path.
+    """
+    from d2net_tf.data.wtalc import vendored_annotation_dir  # lazy: the data package is optional here
+
+    if path is None:
+        path = os.path.join(vendored_annotation_dir("Thumos14reduced"), TEST_GT_SEGMENTS_FILE)
+    return _read_test_gt_segments(os.path.abspath(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_test_gt_segments(path: str) -> tuple[tuple[tuple[str, float, float], ...], ...]:
+    from d2net_tf.data.safe_npy import load_npy
+
+    if not os.path.exists(path):
+        raise DataFormatError(f"{path}: file not found (the W-TALC test_gt_segments ground truth)")
+    arr = load_npy(path)
+    if arr.dtype != object or arr.ndim != 1:
+        raise DataFormatError(f"{path}: expected a 1-D object array of per-class [n, 3] arrays, got {arr.dtype} {arr.shape}")
+    out = []
+    for k, rows in enumerate(arr):
+        parsed = []
+        for i, row in enumerate(rows):
+            try:
+                name, f_s, f_e = row
+                name = name.decode("utf-8") if isinstance(name, (bytes, np.bytes_)) else str(name)
+                f_s, f_e = float(f_s), float(f_e)
+            except (TypeError, ValueError):
+                raise DataFormatError(f"{path}: class {k}, row {i}: expected (video, start, end), got {row!r}") from None
+            if not (math.isfinite(f_s) and math.isfinite(f_e)):
+                raise DataFormatError(f"{path}: class {k}, row {i}: NaN/inf in {row!r}")
+            parsed.append((name, f_s, f_e))
+        out.append(tuple(parsed))
+    return tuple(out)
+
+
+def ground_truth_from_test_gt_segments(
+    base: GroundTruth,
+    per_class: Sequence[Sequence[tuple[str, float, float]]] | None = None,
+    source: str = TEST_GT_SEGMENTS_FILE,
+) -> GroundTruth:
+    """The official D2-Net THUMOS14 ground truth (``getDetections`` / ``getLocMAP``) on `base`'s videos.
+
+    Args:
+      base: ground truth of the split from segments.npy (`GroundTruth.from_dataset` of
+        the test subset). Gives the videos, their durations (seconds), the Ambiguous
+        segments and the classlist.
+      per_class: rows of class k = `base.classlist[k]`, as `read_test_gt_segments`
+        returns them; None = the vendored THUMOS14 file.
+      source: names the rows in error messages.
+    Returns:
+      GroundTruth with one row per test_gt_segments instance (class-major, file order),
+      start / end = fraction x duration seconds (the "wtalc" protocol then takes
+      ``round(seconds x snippets_per_second)``, the official ``round(f x duration x
+      25 / 16)`` bit for bit), `source` "test_gt_segments" and `wtalc_videos` = the
+      videos of `base` with a segment.
+    Raises:
+      D2NetInputError: a row names a video that is not a video of `base` with a
+        segment (e.g. a validation split, or the tiny synthetic set), or the class
+        count or durations do not fit.
+    """
+    if base.source != "segments":
+        raise D2NetInputError("ground_truth_from_test_gt_segments: `base` must be segments.npy ground truth")
+    if per_class is None:
+        per_class = read_test_gt_segments()
+    if len(per_class) != len(base.classlist):
+        raise D2NetInputError(
+            f"{source}: {len(per_class)} classes, but the ground truth has {len(base.classlist)}; "
+            f"test_gt_segments applies to THUMOS14 (20 classes)"
+        )
+    with_segments = set(base.video_ids.tolist())
+    videos = [v for v in base.video_list if v in with_segments]
+    by_suffix: dict[str, str] = {}
+    for v in videos:
+        key = v[_TEST_GT_NAME_OFFSET:]
+        if key in by_suffix:
+            raise D2NetInputError(f"{source}: videos {by_suffix[key]!r} and {v!r} share the name suffix {key!r}")
+        by_suffix[key] = v
+    durations = base.durations or {}
+    rows: list[tuple[str, int, float, float]] = []
+    missing: set[str] = set()
+    for k, class_rows in enumerate(per_class):
+        for name, f_s, f_e in class_rows:
+            vid = by_suffix.get(name)
+            if vid is None:
+                missing.add(name)
+                continue
+            d = float(durations.get(vid, float("nan")))
+            if not math.isfinite(d):
+                raise D2NetInputError(f"{source}: video {vid!r} has no finite duration in the ground truth")
+            rows.append((vid, k, float(f_s) * d, float(f_e) * d))
+    if missing:
+        names = sorted(missing)
+        raise D2NetInputError(
+            f"{source}: {len(names)} referenced videos (e.g. {', '.join(names[:3])}) are not among the "
+            f"{len(videos)} videos with segments of this ground truth; test_gt_segments applies only to the "
+            f"212 THUMOS14 test videos at their real durations"
+        )
+    return GroundTruth(
+        video_ids=np.array([r[0] for r in rows], dtype=str),
+        class_ids=np.array([r[1] for r in rows], dtype=np.int32),
+        starts=np.array([r[2] for r in rows], dtype=np.float64),
+        ends=np.array([r[3] for r in rows], dtype=np.float64),
+        classlist=list(base.classlist),
+        ambiguous=dict(base.ambiguous),
+        durations=dict(base.durations) if base.durations is not None else None,
+        snippets_per_second=base.snippets_per_second,
+        subsets=dict(base.subsets) if base.subsets is not None else None,
+        source="test_gt_segments",
+        wtalc_videos=videos,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -360,6 +523,10 @@ def evaluate_detections(
     tiou_thresholds: Sequence[float] = THUMOS14_TIOU_THRESHOLDS,
     protocol: str = "anet",
     remove_ambiguous: bool | None = None,
+    *,
+    wtalc_ground_truth: str = "segments",
+    wtalc_ap: str = "precision_sum",
+    wtalc_class_counter_bug: bool = False,
 ) -> dict[str, Any]:
     """mAP at each tIoU threshold, their averages, per-class AP and F1 at tIoU 0.5.
 
@@ -370,15 +537,37 @@ def evaluate_detections(
       protocol: "anet" (ActivityNet official) or "wtalc" (W-TALC getLocMAP); see the module doc.
       remove_ambiguous: drop predictions overlapping `gt.ambiguous` segments; None =
         automatic (on when the ground truth has Ambiguous segments, i.e. THUMOS14).
+      wtalc_ground_truth: "segments" (default) or "test_gt_segments" (official D2-Net:
+        `gt` is replaced by `ground_truth_from_test_gt_segments(gt)` unless it already
+        is such ground truth). "wtalc" protocol only; see the module doc.
+      wtalc_ap: "precision_sum" (default, W-TALC) or "interpolated" (official D2-Net
+        getLocMAP). "wtalc" protocol only.
+      wtalc_class_counter_bug: reproduce getLocMAP's class counter (True, official:
+        from the first class without predictions on, every class has AP 0) or not
+        (False, default). "wtalc" protocol only.
     Returns:
       dict with protocol, tiou_thresholds, mAP (list), average_mAP (over all given
       thresholds), average_mAP_0.1_0.5 / average_mAP_0.1_0.7 (when those thresholds
       are all present), ap_per_class (name -> list), f1_at_0.5, precision_at_0.5,
       recall_at_0.5, ambiguous_removed, num_videos, num_ground_truth,
-      num_predictions (evaluated), num_predictions_dropped.
+      num_predictions (evaluated), num_predictions_dropped; for "wtalc" also
+      wtalc_ground_truth, wtalc_ap, wtalc_class_counter_bug and
+      classes_zeroed_by_counter_bug (names).
     """
     if protocol not in PROTOCOLS:
         raise D2NetInputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if wtalc_ground_truth not in WTALC_GROUND_TRUTH_SOURCES:
+        raise D2NetInputError(
+            f"wtalc_ground_truth must be one of {WTALC_GROUND_TRUTH_SOURCES}, got {wtalc_ground_truth!r}"
+        )
+    if wtalc_ap not in WTALC_AP_RULES:
+        raise D2NetInputError(f"wtalc_ap must be one of {WTALC_AP_RULES}, got {wtalc_ap!r}")
+    if protocol == "wtalc" and wtalc_ground_truth != gt.source:
+        if gt.source != "segments":
+            raise D2NetInputError(
+                f"wtalc_ground_truth={wtalc_ground_truth!r}, but `gt` was built from {gt.source}"
+            )
+        gt = ground_truth_from_test_gt_segments(gt)
     thresholds = np.asarray([float(t) for t in tiou_thresholds], dtype=np.float64)
     if thresholds.size == 0 or not np.all((thresholds > 0) & (thresholds <= 1)):
         raise D2NetInputError(f"tiou_thresholds must be non-empty values in (0, 1], got {list(tiou_thresholds)}")
@@ -399,7 +588,7 @@ def evaluate_detections(
     videos = gt.video_list
     video_index = {v: i for i, v in enumerate(videos)}
     if protocol == "wtalc":
-        with_gt = set(gt.video_ids.tolist())
+        with_gt = set(gt.wtalc_videos) if gt.wtalc_videos is not None else set(gt.video_ids.tolist())
         det = det.select(np.isin(det.video_ids, list(with_gt))) if len(det) else det
 
     # Internal thresholds: the requested ones plus 0.5 for F1.
@@ -417,11 +606,17 @@ def evaluate_detections(
     tp = _match(gt_key, gs, ge, pred_key, ps, pe, det.scores, all_thr, protocol)
 
     # Per-class AP.
-    ap_rows = _interpolated_ap_rows if protocol == "anet" else _wtalc_ap_rows
+    interpolated = protocol == "anet" or wtalc_ap == "interpolated"
+    ap_rows = _interpolated_ap_rows if interpolated else _wtalc_ap_rows
+    counter_bug = protocol == "wtalc" and wtalc_class_counter_bug
     gt_classes = np.unique(gt.class_ids)
     ap = np.zeros((len(gt_classes), len(all_thr)))
+    zeroed: list[str] = []
     for row, c in enumerate(gt_classes):
         sel = np.flatnonzero(det.class_ids == c)
+        if counter_bug and (zeroed or sel.size == 0):
+            zeroed.append(gt.classlist[c])  # getLocMAP's num_c has stopped: AP 0
+            continue
         sel = sel[np.argsort(-det.scores[sel], kind="stable")]
         ap[row] = ap_rows(tp[:, sel].astype(np.float64), int(np.sum(gt.class_ids == c)))
     mean_ap = ap.mean(axis=0) if len(gt_classes) else np.zeros(len(all_thr))
@@ -456,6 +651,15 @@ def evaluate_detections(
             "num_predictions_dropped": int(n_in - len(det)),
         }
     )
+    if protocol == "wtalc":
+        result.update(
+            {
+                "wtalc_ground_truth": gt.source,
+                "wtalc_ap": wtalc_ap,
+                "wtalc_class_counter_bug": bool(wtalc_class_counter_bug),
+                "classes_zeroed_by_counter_bug": zeroed,
+            }
+        )
     return result
 
 
@@ -467,7 +671,13 @@ def format_results_table(result: dict[str, Any]) -> str:
     lines = [
         f"protocol: {result['protocol']} | ambiguous removed: {result['ambiguous_removed']} | "
         f"videos: {result['num_videos']} | ground truth: {result.get('num_ground_truth', '?')} | "
-        f"predictions: {result['num_predictions']}",
+        f"predictions: {result['num_predictions']}"
+        + (
+            f" | wtalc ground truth: {result['wtalc_ground_truth']} | AP: {result['wtalc_ap']} | "
+            f"class-counter bug: {result['wtalc_class_counter_bug']}"
+            if "wtalc_ground_truth" in result
+            else ""
+        ),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
