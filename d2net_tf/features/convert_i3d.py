@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 
 import numpy as np
 from absl import app, flags
@@ -55,10 +54,8 @@ def convert_checkpoint(checkpoint: str, out: str, stream: str | None = None) -> 
     """Writes `out` (.weights.h5, atomically); returns a summary (prefix, stream, scope, counts)."""
     import tensorflow as tf
 
-    from d2net_tf.features.i3d import InceptionI3d
+    from d2net_tf.features.i3d import InceptionI3d, save_weights
 
-    if not out.endswith(".weights.h5"):
-        raise D2NetInputError(f"--out {out}: the Keras weights file name must end with .weights.h5")
     prefix = checkpoint_prefix(checkpoint)
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -93,16 +90,7 @@ def convert_checkpoint(checkpoint: str, out: str, stream: str | None = None) -> 
                                   f"InceptionI3d expects {list(var.shape)}")
     for name, var in mapping.items():
         var.assign(np.reshape(reader.get_tensor(name), var.shape).astype(np.float32))
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_weights(model, out)
     params = sum(int(np.prod(v.shape)) for v in mapping.values())
     return {"prefix": prefix, "stream": found, "scope": scope, "variables": len(mapping), "parameters": params,
             "ignored": sorted(n for n in shapes if n not in mapping), "num_classes": model.num_classes}

@@ -241,6 +241,24 @@ def weights_hint(stream: str, path: str) -> str:
             f"--checkpoint kinetics-i3d/data/checkpoints/{scope} --out {path} (BUILD.md, 'Video features')")
 
 
+def save_weights(model: InceptionI3d, out: str) -> None:
+    """model.save_weights(out) through a temporary file and a rename (never a half-written file)."""
+    import tempfile
+
+    if not out.endswith(".weights.h5"):
+        raise D2NetInputError(f"{out}: the Keras weights file name must end with .weights.h5")
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _h5_shapes(path: str) -> dict[str, tuple[int, ...]]:
     import h5py
 
