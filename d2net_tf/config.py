@@ -166,15 +166,19 @@ FIXES = {
     "separation_row_shift": ("loss", False),
 }
 # Run settings (d2net_tf.training.RunConfig fields) that differ between presets.
+# The official W-TALC evaluator (`--protocol=wtalc`): ground truth from test_gt_segments.npy,
+# interpolated AP (its _ap_from_pr); `wtalc_class_counter_bug` is the preset's.
+_OFFICIAL_WTALC = {"wtalc_ground_truth": "test_gt_segments", "wtalc_ap": "interpolated"}
 RUN_PRESETS = {
     # Official: padded batches; best checkpoint by test-split mAP; getLocMAP's class-counter bug.
-    "official": {"packed": False, "select_on": "test", "wtalc_class_counter_bug": True},
+    "official": {"packed": False, "select_on": "test", "wtalc_class_counter_bug": True, **_OFFICIAL_WTALC},
     # Packed batches (no convolution on padding: same result, less work, needs rezero_padding);
     # selection on held-out training videos (selecting on test flatters the test numbers);
     # the W-TALC evaluator without the class-counter bug (it scores classes against wrong lists).
-    "official_fixed": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False},
-    "paper": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False},
+    "official_fixed": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False, **_OFFICIAL_WTALC},
+    "paper": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False, **_OFFICIAL_WTALC},
 }
+WTALC_OPTIONS = ("wtalc_ground_truth", "wtalc_ap", "wtalc_class_counter_bug")
 
 
 def preset(name: str = "official", dataset: str = "thumos14") -> D2NetConfig:

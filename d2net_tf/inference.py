@@ -69,8 +69,10 @@ def evaluate_model(
     tiou_thresholds=None,
     remove_ambiguous: bool | None = None,
     max_snippets: int = 50000,
+    wtalc_options: dict | None = None,
 ) -> tuple[dict, Detections]:
-    """Localization mAP (and classification mAP) of `model` on all videos of `dataset`."""
+    """Localization mAP (and classification mAP) of `model` on all videos of `dataset`.
+    `wtalc_options`: keyword options of `evaluate_detections` for `protocol="wtalc"`."""
     scores, order = [], []
 
     def tcams():
@@ -82,7 +84,8 @@ def evaluate_model(
     detections = localize_videos(tcams(), dataset.snippets_per_second, localization)
     gt = GroundTruth.from_dataset(dataset)
     thresholds = tiou_thresholds or default_tiou_thresholds(dataset.name)
-    result = evaluate_detections(gt, detections, thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous)
+    result = evaluate_detections(gt, detections, thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous,
+                                 **(wtalc_options or {}))
     pos = {v: i for i, v in enumerate(dataset.video_ids.tolist())}
     labels = dataset.labels[[pos[v] for v in order]]
     result["classification_mAP"] = float(classification_map(np.stack(scores), labels))

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.config import SELECT_ON, D2NetConfig
+from d2net_tf.config import SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
@@ -42,7 +42,13 @@ class RunConfig:
     select_on: str = "heldout"  # heldout | test (official, flatters numbers) | last
     heldout_fraction: float = 0.1
     protocol: str = "anet"
-    wtalc_class_counter_bug: bool = False  # --protocol=wtalc: reproduce getLocMAP's class-counter bug (official)
+    # --protocol=wtalc options (d2net_tf.evaluation.evaluate_detections; config.RUN_PRESETS).
+    wtalc_ground_truth: str = "test_gt_segments"  # official; "segments": segments.npy
+    wtalc_ap: str = "interpolated"  # official getLocMAP; "precision_sum": W-TALC
+    wtalc_class_counter_bug: bool = False  # True: reproduce getLocMAP's class-counter bug (official)
+
+    def wtalc_options(self) -> dict:
+        return {name: getattr(self, name) for name in WTALC_OPTIONS}
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
@@ -277,7 +283,8 @@ def train_and_evaluate(
                 tf.summary.scalar("learning_rate", float(model.optimizer.learning_rate.numpy()))
                 tf.summary.scalar("nonfinite_steps", int(model.nonfinite_steps.numpy()))
                 if select_set is not None:
-                    res, _ = evaluate_model(model, select_set, loc_cfg, protocol=run.protocol)
+                    res, _ = evaluate_model(model, select_set, loc_cfg, protocol=run.protocol,
+                                            wtalc_options=run.wtalc_options())
                     map05 = res["mAP"][list(res["tiou_thresholds"]).index(0.5)] if 0.5 in res["tiou_thresholds"] else res["average_mAP"]
                     tf.summary.scalar(f"{run.select_on}/mAP@0.5", map05)
                     tf.summary.scalar(f"{run.select_on}/average_mAP", res["average_mAP"])
@@ -295,7 +302,7 @@ def train_and_evaluate(
         ckpt.restore(best_manager.latest_checkpoint).expect_partial()
     else:
         best_manager.save(checkpoint_number=int(model.train_steps.numpy()))
-    result, _ = evaluate_model(model, test_set, loc_cfg, protocol=run.protocol)
+    result, _ = evaluate_model(model, test_set, loc_cfg, protocol=run.protocol, wtalc_options=run.wtalc_options())
     result.update(
         selected_on=run.select_on,
         selected_step=best["step"] if run.select_on != "last" else int(model.train_steps.numpy()),

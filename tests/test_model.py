@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from d2net_tf.config import LossConfig, ModelConfig, preset
+from d2net_tf.config import LossConfig, ModelConfig, TrainConfig, preset
 from d2net_tf.layers import TemporalConvStream
 from d2net_tf.model import D2Net, build_model
 
@@ -387,3 +387,58 @@ def test_skipped_step_not_averaged_into_metrics():
     hist = model.fit(ds, epochs=1, verbose=0, shuffle=False).history
     assert int(model.nonfinite_steps.numpy()) == 1
     np.testing.assert_allclose(hist["loss"][-1], want, rtol=1e-4)
+
+
+def test_step_without_valid_videos_is_skipped_like_the_official():
+    """Official `if total_loss > 0`: a batch with no valid video (loss 0) changes no weight and
+    does not advance Adam (L2 would otherwise move the weights); the step counter advances."""
+    keras.utils.set_random_seed(4)
+    model = build_model(model_cfg(), preset("official").loss, weight_decay=5e-4)
+    compile_model(model, 1e-2)
+    set_xref(model)
+    batch = make_batch(lengths=(4, 3, 2))  # all shorter than 5 snippets: no valid video
+    before, ref = trainable_values(model), model.x_ref.numpy().copy()
+    fit(model, batch, steps=1)
+    for a, b in zip(before, trainable_values(model)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.x_ref.numpy(), ref)
+    assert int(model.optimizer.iterations.numpy()) == 0 and int(model.train_steps.numpy()) == 1
+    model.skip_nonpositive_loss = False
+    model.make_train_function(force=True)
+    fit(model, batch, steps=1)
+    assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_embeddings_after_dropout_in_training_only():
+    cfg = dataclasses.replace(model_cfg(), dropout=0.5, embeddings_after_dropout=True, rezero_padding=True)
+    model = build_model(cfg, LossConfig())
+    batch = make_batch(garbage=False)
+    mult = np.where(np.random.default_rng(0).random(batch["features"].shape) < 0.5, 0.0, 2.0).astype("float32")
+    out = model(batch["features"], snippet_mask=batch["mask"], training=True, dropout_multiplier=mult)
+    plain = model(batch["features"], snippet_mask=batch["mask"], training=False)
+    half = FEAT // 2
+    emb = 0.5 * (model.rgb_stream(batch["features"][..., :half], snippet_mask=batch["mask"])[0]
+                 * mult[..., :half] + model.flow_stream(batch["features"][..., half:], snippet_mask=batch["mask"])[0]
+                 * mult[..., half:])
+    np.testing.assert_allclose(out["embeddings"].numpy(), emb.numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out["embeddings"].numpy(), plain["embeddings"].numpy())
+    before = build_model(dataclasses.replace(cfg, embeddings_after_dropout=False), LossConfig())
+    before.set_weights(model.get_weights())
+    got = before(batch["features"], snippet_mask=batch["mask"], training=True, dropout_multiplier=mult)
+    np.testing.assert_allclose(got["embeddings"].numpy(), plain["embeddings"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["tcam"].numpy(), out["tcam"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("field,value", [("dropout", 1.0), ("init", "xavier"), ("kernel_size", 4)])
+def test_model_config_validates_itself(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        ModelConfig(**{field: value})
+
+
+@pytest.mark.parametrize("part,field,value", [
+    (LossConfig, "variant", "d3net"), (LossConfig, "xref_source", "x"), (LossConfig, "denoise_every", 0),
+    (TrainConfig, "adam_epsilon_mode", "x"), (TrainConfig, "batch_sampling", "x"), (TrainConfig, "weight_decay_mode", "x"),
+])
+def test_loss_and_train_configs_validate_themselves(part, field, value):
+    with pytest.raises(ValueError, match=field):
+        part(**{field: value})

@@ -56,3 +56,26 @@ def test_fused_adam_falls_back_for_amsgrad():
     ref, _ = _run(keras.optimizers.Adam(1e-2, amsgrad=True))
     for a, b in zip(ours, ref):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_pytorch_epsilon_mode_is_torch_adam_formula():
+    """epsilon_mode="pytorch": w -= lr m_hat / (sqrt(v_hat) + eps), computed here in float64."""
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-3  # a large eps makes the two placements differ visibly
+    rng = np.random.default_rng(5)
+    w0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) * 1e-2 for _ in range(4)]
+    var = keras.Variable(w0.astype("float32"))
+    opt = FusedAdam(lr, beta_1=b1, beta_2=b2, epsilon=eps, epsilon_mode="pytorch")
+    opt.build([var])
+    w, m, v = w0.copy(), np.zeros(6), np.zeros(6)
+    for t, g in enumerate(grads, start=1):
+        opt.apply([tf.constant(g.astype("float32"))], [var])
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(var.numpy(), w, rtol=1e-5, atol=1e-6)
+    keras_mode, _ = _run(FusedAdam(1e-2, epsilon=1e-3))
+    torch_mode, _ = _run(FusedAdam(1e-2, epsilon=1e-3, epsilon_mode="pytorch"))
+    assert not np.allclose(keras_mode[0].numpy(), torch_mode[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="epsilon_mode"):
+        FusedAdam(1e-2, epsilon_mode="torch")

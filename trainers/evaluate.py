@@ -20,7 +20,7 @@ import os
 from absl import app, flags
 
 from d2net_tf.errors import D2NetInputError
-from d2net_tf.jsonio import write_json_atomic
+from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.evaluation import (
     evaluate_detections,
     format_results_table,
@@ -65,11 +65,13 @@ def evaluate_predictions_file(
     subset: str | None = None,
     protocol: str = "anet",
     remove_ambiguous: bool | None = None,
+    wtalc_options: dict | None = None,
 ) -> dict:
     """Evaluates a results JSON; the library entry point of this command."""
     gt = load_ground_truth(ground_truth, subset)
     det = load_detections_json(predictions, gt.classlist)
-    result = evaluate_detections(gt, det, tiou_thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous)
+    result = evaluate_detections(gt, det, tiou_thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous,
+                                 **(wtalc_options or {}))
     result.update({"ground_truth": ground_truth, "predictions": predictions, "subset": subset})
     return result
 
@@ -89,8 +91,10 @@ def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_outp
     loc = localization_config(FLAGS.localization, test_set.name, cfg.loss.topk_divisor)
     thresholds = parse_thresholds(FLAGS.tiou_thresholds) if FLAGS["tiou_thresholds"].present else None
     remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
+    run_record = read_json(os.path.join(model_dir, "config.json")).get("run") or {}
     result, detections = evaluate_model(model, test_set, loc, protocol=FLAGS.protocol,
-                                        tiou_thresholds=thresholds, remove_ambiguous=remove)
+                                        tiou_thresholds=thresholds, remove_ambiguous=remove,
+                                        wtalc_options=training_flags.wtalc_options_from_flags(run_record))
     if detections_output:
         write_detections_json(detections_output, detections, test_set.classlist)
     result.update({"model_dir": model_dir, "checkpoint": checkpoint, "localization_preset": FLAGS.localization})
@@ -116,7 +120,7 @@ def main(argv):
     remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
     result = evaluate_predictions_file(
         FLAGS.ground_truth, FLAGS.predictions, parse_thresholds(FLAGS.tiou_thresholds),
-        FLAGS.subset, FLAGS.protocol, remove,
+        FLAGS.subset, FLAGS.protocol, remove, training_flags.wtalc_options_from_flags(),
     )
     write_result(result, FLAGS.output)
     return 0

@@ -61,6 +61,10 @@ flags.DEFINE_boolean("packed", None, "Pack the videos of a batch into one sequen
                      "padding; needs --rezero_padding; default: from --preset).")
 flags.DEFINE_boolean("wtalc_class_counter_bug", None, "--protocol=wtalc: reproduce the official getLocMAP's "
                      "class-counter bug (default: from --preset).")
+flags.DEFINE_enum("wtalc_ground_truth", None, ["test_gt_segments", "segments"], "--protocol=wtalc: ground truth "
+                  "of the official evaluator (test_gt_segments.npy) or segments.npy (default: from --preset).")
+flags.DEFINE_enum("wtalc_ap", None, ["interpolated", "precision_sum"], "--protocol=wtalc: AP of the official "
+                  "evaluator (interpolated) or W-TALC's (default: from --preset).")
 flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
 flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
                      "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")
@@ -82,6 +86,14 @@ def config_from_flags(feature_dim: int, num_classes: int) -> C.D2NetConfig:
         return C.D2NetConfig.from_dict(cfg.to_dict())
     except ValueError as e:
         raise flags.ValidationError(str(e))
+
+
+def wtalc_options_from_flags(defaults: dict | None = None) -> dict:
+    """The --protocol=wtalc options: flags that are set, else `defaults`, else the preset's."""
+    options = {k: v for k, v in C.run_preset(FLAGS.preset).items() if k in C.WTALC_OPTIONS}
+    options.update({k: v for k, v in (defaults or {}).items() if k in C.WTALC_OPTIONS})
+    options.update({k: getattr(FLAGS, k) for k in C.WTALC_OPTIONS if getattr(FLAGS, k) is not None})
+    return options
 
 
 def run_config_from_flags(model_dir: str, **overrides):
