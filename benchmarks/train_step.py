@@ -67,10 +67,10 @@ class PreparedStep:
     """
 
     def __init__(self, feature_dim, packed, precision, jit, lengths):
-        cfg = preset("official")
+        cfg = preset("official_fixed" if packed else "official")  # packing needs rezero_padding
         cfg.model.feature_dim, cfg.model.num_classes = feature_dim, 20
         cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1  # every step is a denoising step
-        self.model = create_model(cfg, RunConfig(model_dir="", precision=precision, jit_compile=jit))
+        self.model = create_model(cfg, RunConfig(model_dir="", precision=precision, jit_compile=jit, packed=packed))
         batches = make_batches(lengths, feature_dim, 6, packed=packed, gap=self.model.packing_gap())
         self.tensors = [{k: tf.constant(v) for k, v in b.items() if k not in ("real", "convolved")} for b in batches]
         self.real = int(np.sum([b["real"] for b in batches]))

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.config import SELECT_ON, WTALC_OPTIONS, D2NetConfig
+from d2net_tf.config import RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
@@ -31,28 +31,32 @@ from d2net_tf.optimizers import FusedAdam, FusedAdamW
 
 
 
+_OFFICIAL_RUN = RUN_PRESETS["official"]
+
+
 @dataclasses.dataclass
 class RunConfig:
-    """Everything about a run that is not the method: where, how often, how selected."""
+    """Everything about a run that is not the method: where, how often, how selected.
+    Defaults: the official code's (`config.RUN_PRESETS`)."""
 
     model_dir: str
     eval_every: int = 1000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
-    select_on: str = "heldout"  # heldout | test (official, flatters numbers) | last
+    select_on: str = _OFFICIAL_RUN["select_on"]  # heldout | test (official, flatters numbers) | last
     heldout_fraction: float = 0.1
     protocol: str = "anet"
     # --protocol=wtalc options (d2net_tf.evaluation.evaluate_detections; config.RUN_PRESETS).
-    wtalc_ground_truth: str = "test_gt_segments"  # official; "segments": segments.npy
-    wtalc_ap: str = "interpolated"  # official getLocMAP; "precision_sum": W-TALC
-    wtalc_class_counter_bug: bool = False  # True: reproduce getLocMAP's class-counter bug (official)
+    wtalc_ground_truth: str = _OFFICIAL_RUN["wtalc_ground_truth"]  # or "segments": segments.npy
+    wtalc_ap: str = _OFFICIAL_RUN["wtalc_ap"]  # "interpolated" (getLocMAP) or "precision_sum" (W-TALC)
+    wtalc_class_counter_bug: bool = _OFFICIAL_RUN["wtalc_class_counter_bug"]  # getLocMAP's class-counter bug
 
     def wtalc_options(self) -> dict:
         return {name: getattr(self, name) for name in WTALC_OPTIONS}
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
-    packed: bool = True  # pack each batch's videos into one sequence: no convolution on padding (official: padded)
+    packed: bool = _OFFICIAL_RUN["packed"]  # pack a batch's videos into one sequence: no convolution on padding
     strategy: str = "default"  # default | mirrored | multi_worker | tpu (d2net_tf.distribute; per-replica packing)
     max_nonfinite_steps: int = 100
     deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
@@ -227,6 +231,9 @@ def train_and_evaluate(
     elif run.select_on == "test":
         select_set = test_set
     loc_cfg = localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor)
+    selection_options = run.wtalc_options()
+    if run.select_on == "heldout":  # test_gt_segments.npy covers only the test split
+        selection_options["wtalc_ground_truth"] = "segments"
 
     if run.deterministic:
         make_deterministic(cfg.train.seed)
@@ -284,7 +291,7 @@ def train_and_evaluate(
                 tf.summary.scalar("nonfinite_steps", int(model.nonfinite_steps.numpy()))
                 if select_set is not None:
                     res, _ = evaluate_model(model, select_set, loc_cfg, protocol=run.protocol,
-                                            wtalc_options=run.wtalc_options())
+                                            wtalc_options=selection_options)
                     map05 = res["mAP"][list(res["tiou_thresholds"]).index(0.5)] if 0.5 in res["tiou_thresholds"] else res["average_mAP"]
                     tf.summary.scalar(f"{run.select_on}/mAP@0.5", map05)
                     tf.summary.scalar(f"{run.select_on}/average_mAP", res["average_mAP"])

@@ -34,7 +34,7 @@ def test_fit_writes_model_dir(trained):
     model = trained["model"]
     with open(os.path.join(model, "results.json")) as f:
         res = json.load(f)
-    assert res["selected_on"] == "heldout" and res["protocol"] == "anet"
+    assert res["selected_on"] == "test" and res["protocol"] == "anet"  # --preset=official selects on test
     assert len(res["mAP"]) == 7 and all(0.0 <= m <= 1.0 for m in res["mAP"])
     assert 0.0 <= res["classification_mAP"] <= 1.0
     with open(os.path.join(model, "config.json")) as f:
@@ -43,6 +43,7 @@ def test_fit_writes_model_dir(trained):
     assert os.path.exists(os.path.join(model, "checkpoint"))
     assert os.path.exists(os.path.join(model, "best", "checkpoint"))
     assert os.listdir(os.path.join(model, "tensorboard"))
+    assert cfg["run"]["packed"] is False and cfg["run"]["wtalc_class_counter_bug"] is True
     assert "mAP (%)" in trained["stdout"] and "protocol: anet" in trained["stdout"]
 
 
