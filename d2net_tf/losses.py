@@ -131,7 +131,8 @@ def subset_pair_weights(
     video outside FG (BG) gets w_fg = 0 (w_bg = 0). w_fb pairs the first m = min(|FG|, |BG|)
     FG videos (batch order) with the first BG video reached by following perm. With
     `separation_row_shift` (official bug: `wt[fg_idx, 2]` indexes the list of rows with
-    positions in the FG list) the w_fb of the j-th FG video lands on the j-th row.
+    positions in the FG list) the w_fb of the j-th FG video lands on the j-th row. A video
+    whose cycle of perm holds no BG video pairs with the first BG video in batch order.
     The official code draws four random permutations for these; here one `perm` serves all
     (each weight has the same distribution; in a twin run both sides get the same pairing).
     """
@@ -139,7 +140,10 @@ def subset_pair_weights(
     bg = tf.cast(has_bg, tf.bool) & tf.cast(rows, tf.bool)
     fg_f, bg_f = tf.cast(fg, tf.float32), tf.cast(bg, tf.float32)
     p_fg = tf.maximum(induced_partner(perm, fg), 0)
-    p_bg = tf.maximum(induced_partner(perm, bg), 0)
+    # A video whose cycle of perm holds no other background video pairs with the first one in
+    # batch order (the official code always pairs with a real background video).
+    p_bg = induced_partner(perm, bg)
+    p_bg = tf.where(p_bg < 0, tf.argmax(tf.cast(bg, tf.int32), output_type=tf.int32), p_bg)
     w_fg = cfg.gamma * (1.0 - cosine(x_fg, tf.gather(x_fg, p_fg))) * fg_f
     w_bg = cfg.gamma * (1.0 - cosine(x_bg, tf.gather(x_bg, p_bg))) * bg_f
     rank_fg = tf.cumsum(tf.cast(fg, tf.int32)) - 1  # position in the FG list

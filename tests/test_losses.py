@@ -97,7 +97,7 @@ def np_first_member(perm, start, members):
         if cur in members:
             return cur
         cur = perm[cur]
-    return None
+    return members[0] if members else None  # none on the cycle: the first member in batch order
 
 
 def np_subset_pair_weights(xf, xb, has_fg, has_bg, rows, perm, cfg):
