@@ -1,6 +1,6 @@
 """Twin run: our `--preset=official` training step against a transcription of the official one.
 
-`python -m benchmarks.twin_run [--steps 300] [--variants dropout0,shared]`
+`python -m benchmarks.twin_run [--steps 300] [--variants dropout0,shared] [--resync] [--control]`
 
 Both sides start from identical weights (ours are copied into the PyTorch transcription
 `benchmarks.official_reference.train`) and see, at every step, the same zero-padded batch
@@ -23,6 +23,13 @@ largest magnitude (element-wise ratios are meaningless for components that cross
 Tolerances (issue 13): terms 1e-4, x_ref 1e-5, final weights 1e-3. Prints, per variant, a
 table of the max relative difference of each term and the first step where it exceeds its
 tolerance, and how often the edge cases occurred. Needs `torch` (`pip install torch==2.13.0`).
+
+`--control` also runs the transcription against itself from weights one float32 ulp apart
+(`run_control`): a free run of this training process amplifies round-off until the terms
+differ by more than 1e-4 (at D=256, B=20, lr 1e-4 from step ~116 on, x_ref over 1e-5 from
+step ~81 on: the same steps and sizes as the twin). `--resync` therefore copies our whole state
+into the transcription before every step, comparing every step of the trajectory from
+identical states.
 """
 
 from __future__ import annotations
@@ -135,18 +142,40 @@ def build_ours(feature_dim: int, num_classes: int, batch_size: int, lr: float, p
     return create_model(cfg, RunConfig(model_dir=model_dir, packed=False))
 
 
-def copy_ours_to_official(ours, ref) -> None:
+def _official_layout(layers, value) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) of one official grouped Conv1d (weight [out_total, in_per_group, k]; group
+    0 = RGB = our rgb_stream) from our two TemporalConv layers; `value(variable)` -> array."""
+    weight = np.concatenate([np.transpose(value(layer.kernel), (2, 1, 0)) for layer in layers], axis=0)
+    return weight, np.concatenate([value(layer.bias) for layer in layers])
+
+
+def copy_ours_to_official(ours, ref, optimizer=None) -> None:
     """Our stream weights (TemporalConv kernel [k, in, out], bias [out]) into the official
-    grouped Conv1d (weight [out_total, in_per_group, k]; group 0 = RGB = our rgb_stream)."""
+    model; with the official `optimizer`, also our Adam state (step, first and second moments)
+    and x_ref, so that both sides start a step from the same state."""
     import torch
 
+    opt = ours.optimizer
+    slots = {"param": lambda v: v.numpy(),
+             "exp_avg": lambda v: opt._momentums[opt._get_variable_index(v)].numpy(),
+             "exp_avg_sq": lambda v: opt._velocities[opt._get_variable_index(v)].numpy()}
     with torch.no_grad():
         for official_name, our_name in LAYERS:
             conv = getattr(ref, official_name)
             layers = [getattr(s, our_name) for s in (ours.rgb_stream, ours.flow_stream)]
-            conv.weight.copy_(torch.from_numpy(np.concatenate(
-                [np.transpose(layer.kernel.numpy(), (2, 1, 0)) for layer in layers], axis=0)))
-            conv.bias.copy_(torch.from_numpy(np.concatenate([layer.bias.numpy() for layer in layers])))
+            for slot, value in slots.items():
+                if slot != "param" and optimizer is None:
+                    continue
+                weight, bias = _official_layout(layers, value)
+                for param, array in ((conv.weight, weight), (conv.bias, bias)):
+                    if slot == "param":
+                        param.copy_(torch.from_numpy(array))
+                        continue
+                    state = optimizer.state[param]
+                    state["step"] = torch.tensor(float(opt.iterations.numpy()))
+                    state[slot] = torch.from_numpy(array.copy())
+        if optimizer is not None:
+            ref.running_bg.copy_(torch.from_numpy(ours.x_ref.numpy()[None]))
 
 
 def weights_pair(ours, ref) -> dict:
@@ -211,9 +240,14 @@ def forward_check(feature_dim: int = 64, num_classes: int = 5, batch_size: int =
 
 def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num_classes: int = 20,
              max_len: int = 48, pdmi_iter: int = 100, lr: float = 1e-4, dropout: bool = False, seed: int = 0,
-             eager: bool = False) -> dict:
+             eager: bool = False, resync: bool = False) -> dict:
     """Runs both sides for `steps` steps. Returns per-step records (official terms, ours, their
-    relative differences, edge-case counts) and the final weight differences."""
+    relative differences, edge-case counts) and the final weight differences.
+
+    `resync`: before every step, our whole state (weights, Adam step and moments, x_ref) is
+    copied into the transcription, so each step is compared from identical states along our
+    trajectory, and "rel_weights" records the weights after the step (float32 round-off then
+    cannot accumulate; see `run_control` for how a free run amplifies it)."""
     import tensorflow as tf
     import torch
 
@@ -233,6 +267,8 @@ def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num
     records = []
     for itr, inp in enumerate(inputs):
         batch = inp["batch"]
+        if resync:
+            copy_ours_to_official(ours, ref, optimizer)
         official = train(itr, batch["features"], batch["labels"], args, ref, optimizer, inp["pi"], inp["multiplier"])
         if not np.array_equal(official["seq_len"], batch["lengths"]):
             raise AssertionError(f"step {itr}: official seq_len {official['seq_len']} != lengths {batch['lengths']}")
@@ -251,6 +287,8 @@ def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num
             rec["ours_" + name] = float(out[ours_name])
             rec["rel_" + name] = relative_difference(rec["ours_" + name], official[name])
         rec["rel_x_ref"] = relative_difference(ours.x_ref.numpy(), official["running_bg"])
+        if resync:
+            rec["rel_weights"] = max(relative_difference(a, b) for a, b in weights_pair(ours, ref).values())
         st = official["stats"]
         has_fg, has_bg = set(st["fg_videos"]), set(st["bg_videos"])
         rec["valid"] = st["num_valid"]
@@ -268,6 +306,47 @@ def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num
                            max_len=max_len, pdmi_iter=pdmi_iter, lr=lr, dropout=dropout, seed=seed)}
 
 
+def run_control(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num_classes: int = 20,
+                max_len: int = 48, pdmi_iter: int = 100, lr: float = 1e-4, dropout: bool = False, seed: int = 0) -> dict:
+    """The float32 floor of a twin run: the transcription against ITSELF, started from the same
+    weights nudged by one float32 ulp (np.nextafter), on the same inputs. Differences between
+    two float32 implementations (summation order: three matmuls per conv here, a conv kernel in
+    PyTorch) are of this size at step 0; this shows how the training process amplifies them.
+    Same record layout as `run_twin` (the nudged run in the place of ours)."""
+    import torch
+
+    from benchmarks.official_reference import official_args, official_model, official_optimizer, train
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as d:
+        ours = build_ours(feature_dim, num_classes, batch_size, lr, pdmi_iter, dropout, d, seed)
+    dark = dark_direction(ours, 3.0 * np.sqrt(feature_dim))
+    inputs = make_inputs(steps, batch_size, feature_dim, num_classes, max_len, seed, dropout, dark)
+    args = official_args(lr=lr, batch_size=batch_size, pdmi_iter=pdmi_iter)
+    ref, nudged = official_model(feature_dim, num_classes, args), official_model(feature_dim, num_classes, args)
+    copy_ours_to_official(ours, ref)
+    copy_ours_to_official(ours, nudged)
+    with torch.no_grad():
+        for p in nudged.parameters():
+            p.copy_(torch.from_numpy(np.nextafter(p.numpy(), np.float32(np.inf)).astype(np.float32)))
+    opt_ref, opt_nudged = official_optimizer(ref, args), official_optimizer(nudged, args)
+    records = []
+    for itr, inp in enumerate(inputs):
+        batch = inp["batch"]
+        a = train(itr, batch["features"], batch["labels"], args, ref, opt_ref, inp["pi"], inp["multiplier"])
+        b = train(itr, batch["features"], batch["labels"], args, nudged, opt_nudged, inp["pi"], inp["multiplier"])
+        rec = {"step": itr}
+        for name in TERMS:
+            rec["rel_" + name] = relative_difference(b[name], a[name])
+        rec["rel_x_ref"] = relative_difference(b["running_bg"], a["running_bg"])
+        records.append(rec)
+    final = {name: relative_difference(q.detach().numpy(), r.detach().numpy())
+             for (name, r), q in zip(ref.named_parameters(), nudged.parameters()) if name != "running_bg"}
+    return {"records": records, "weights": final,
+            "config": dict(steps=steps, batch_size=batch_size, feature_dim=feature_dim, num_classes=num_classes,
+                           max_len=max_len, pdmi_iter=pdmi_iter, lr=lr, dropout=dropout, seed=seed)}
+
+
 def summarize(result: dict) -> list[dict]:
     """Per term: max relative difference, the step where it is reached, the first step over tolerance."""
     rows = []
@@ -278,6 +357,12 @@ def summarize(result: dict) -> list[dict]:
         rows.append({"term": term, "tolerance": TOLERANCES[term], "max_rel_diff": float(rel.max()),
                      "at_step": int(rel.argmax()), "first_step_over": int(over[0]) if len(over) else "-",
                      "steps_over": int(len(over))})
+    if "rel_weights" in recs[0]:
+        rel = np.array([r["rel_weights"] for r in recs])
+        over = np.flatnonzero(rel > TOLERANCES["weights"])
+        rows.append({"term": "weights after each step", "tolerance": TOLERANCES["weights"],
+                     "max_rel_diff": float(rel.max()), "at_step": int(rel.argmax()),
+                     "first_step_over": int(over[0]) if len(over) else "-", "steps_over": int(len(over))})
     worst = max(result["weights"], key=result["weights"].get)
     rows.append({"term": f"final weights (worst: {worst})", "tolerance": TOLERANCES["weights"],
                  "max_rel_diff": result["weights"][worst], "at_step": len(recs),
@@ -323,6 +408,10 @@ def main():
     parser.add_argument("--variants", default="dropout0,shared")
     parser.add_argument("--eager", action="store_true", help="run our train_step eagerly (no tf.function)")
     parser.add_argument("--per_step", action="store_true", help="also print every step's terms")
+    parser.add_argument("--resync", action="store_true",
+                        help="copy our state into the transcription before every step (per-step comparison)")
+    parser.add_argument("--control", action="store_true",
+                        help="also run the float32 floor: the transcription against itself from weights nudged by 1 ulp")
     args = parser.parse_args()
     print("forward, no padding, max |ours - transcription|:", forward_check())
     print("forward, one padded video (evaluation: ours re-zeroes padding, the official code does not):",
@@ -330,8 +419,9 @@ def main():
     failed = False
     for variant in args.variants.split(","):
         result = run_twin(args.steps, args.batch_size, args.feature_dim, args.num_classes, args.max_len,
-                          args.pdmi_iter, args.lr, dropout=variant == "shared", seed=args.seed, eager=args.eager)
-        print(f"\n### variant {variant}: {result['config']}\n")
+                          args.pdmi_iter, args.lr, dropout=variant == "shared", seed=args.seed, eager=args.eager,
+                          resync=args.resync)
+        print(f"\n### variant {variant}{' (resynchronised every step)' if args.resync else ''}: {result['config']}\n")
         rows = summarize(result)
         print(markdown_table(rows, ["term", "tolerance", "max_rel_diff", "at_step", "first_step_over", "steps_over"]))
         print("\nedge cases:", coverage(result))
@@ -340,6 +430,12 @@ def main():
                 c for t in list(TERMS) for c in (t, "ours_" + t)] + ["rel_x_ref"]
             print(markdown_table(result["records"], cols))
         failed |= any(r["first_step_over"] != "-" for r in rows)
+        if args.control:
+            control = run_control(args.steps, args.batch_size, args.feature_dim, args.num_classes, args.max_len,
+                                  args.pdmi_iter, args.lr, dropout=variant == "shared", seed=args.seed)
+            print(f"\n### control {variant}: the transcription against itself, initial weights 1 ulp apart\n")
+            print(markdown_table(summarize(control),
+                                 ["term", "tolerance", "max_rel_diff", "at_step", "first_step_over", "steps_over"]))
     print("\nRESULT:", "DIVERGES (see first_step_over)" if failed else "all terms within tolerance")
 
 

@@ -62,3 +62,11 @@ def test_twin_run_separation_pair_without_background_on_the_cycle():
     result = run_twin(dropout=False, seed=2, **dict(SMALL, steps=8))
     assert result["records"][2]["bg_fallback_video0_without_bg"]
     _assert_twin(result)
+
+
+def test_twin_run_resynchronised_every_step():
+    """Our state (weights, Adam moments and step, x_ref) copied into the transcription before
+    every step: each step's terms, x_ref and resulting weights agree from identical states."""
+    result = run_twin(dropout=True, seed=1, resync=True, **SMALL)
+    _assert_twin(result)
+    assert all("rel_weights" in r for r in result["records"])
