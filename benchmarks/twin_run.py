@@ -238,6 +238,20 @@ def forward_check(feature_dim: int = 64, num_classes: int = 5, batch_size: int =
     return result
 
 
+def _prepare(steps, batch_size, feature_dim, num_classes, max_len, pdmi_iter, lr, dropout, seed):
+    """(our model, the per-step inputs, the official args) of a run; torch on every core."""
+    import torch
+
+    from benchmarks.official_reference import official_args
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as d:
+        ours = build_ours(feature_dim, num_classes, batch_size, lr, pdmi_iter, dropout, d, seed)
+    dark = dark_direction(ours, 3.0 * np.sqrt(feature_dim))
+    inputs = make_inputs(steps, batch_size, feature_dim, num_classes, max_len, seed, dropout, dark)
+    return ours, inputs, official_args(lr=lr, batch_size=batch_size, pdmi_iter=pdmi_iter)
+
+
 def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num_classes: int = 20,
              max_len: int = 48, pdmi_iter: int = 100, lr: float = 1e-4, dropout: bool = False, seed: int = 0,
              eager: bool = False, resync: bool = False) -> dict:
@@ -249,16 +263,10 @@ def run_twin(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, num
     trajectory, and "rel_weights" records the weights after the step (float32 round-off then
     cannot accumulate; see `run_control` for how a free run amplifies it)."""
     import tensorflow as tf
-    import torch
 
-    from benchmarks.official_reference import official_args, official_model, official_optimizer, train
+    from benchmarks.official_reference import official_model, official_optimizer, train
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as d:
-        ours = build_ours(feature_dim, num_classes, batch_size, lr, pdmi_iter, dropout, d, seed)
-    dark = dark_direction(ours, 3.0 * np.sqrt(feature_dim))
-    inputs = make_inputs(steps, batch_size, feature_dim, num_classes, max_len, seed, dropout, dark)
-    args = official_args(lr=lr, batch_size=batch_size, pdmi_iter=pdmi_iter)
+    ours, inputs, args = _prepare(steps, batch_size, feature_dim, num_classes, max_len, pdmi_iter, lr, dropout, seed)
     ref = official_model(feature_dim, num_classes, args)
     copy_ours_to_official(ours, ref)
     optimizer = official_optimizer(ref, args)
@@ -315,14 +323,9 @@ def run_control(steps: int = 300, batch_size: int = 20, feature_dim: int = 256, 
     Same record layout as `run_twin` (the nudged run in the place of ours)."""
     import torch
 
-    from benchmarks.official_reference import official_args, official_model, official_optimizer, train
+    from benchmarks.official_reference import official_model, official_optimizer, train
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as d:
-        ours = build_ours(feature_dim, num_classes, batch_size, lr, pdmi_iter, dropout, d, seed)
-    dark = dark_direction(ours, 3.0 * np.sqrt(feature_dim))
-    inputs = make_inputs(steps, batch_size, feature_dim, num_classes, max_len, seed, dropout, dark)
-    args = official_args(lr=lr, batch_size=batch_size, pdmi_iter=pdmi_iter)
+    ours, inputs, args = _prepare(steps, batch_size, feature_dim, num_classes, max_len, pdmi_iter, lr, dropout, seed)
     ref, nudged = official_model(feature_dim, num_classes, args), official_model(feature_dim, num_classes, args)
     copy_ours_to_official(ours, ref)
     copy_ours_to_official(ours, nudged)
