@@ -15,3 +15,7 @@ class DataFormatError(D2NetInputError):
 
 class UnsafeFileError(DataFormatError):
     """A pickled file asked to build an object that is not plain data."""
+
+
+class ModelDirError(D2NetInputError):
+    """A model directory cannot be written: another job trains in it, or the disk is full."""

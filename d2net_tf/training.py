@@ -7,6 +7,7 @@ of (seed, step), so a restarted job resumes exactly where the last checkpoint wa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from d2net_tf.checkpoint_files import remove_stale_temp_checkpoints, save_checkpoint, save_once
 from d2net_tf.config import RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
@@ -27,6 +29,7 @@ from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.inference import evaluate_model
 from d2net_tf.localization import LocalizationConfig
 from d2net_tf.model import D2Net, build_model
+from d2net_tf.model_dir_lock import ModelDirLock
 from d2net_tf.optimizers import FusedAdam, FusedAdamW
 
 
@@ -102,7 +105,11 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
         keras.mixed_precision.set_global_policy("float32")
     model.seed = cfg.train.seed
     model.skip_nonpositive_loss = cfg.train.skip_nonpositive_loss
-    model.compile(optimizer=make_optimizer(cfg), jit_compile=bool(run and run.jit_compile))
+    jit = bool(run and run.jit_compile)
+    model.compile(optimizer=make_optimizer(cfg), jit_compile=jit)
+    if jit and not model.jit_compile:  # Keras only warns and runs without XLA
+        raise D2NetInputError("--jit_compile: Keras turned XLA off for this model (it does under TF op "
+                              "determinism: --deterministic); drop one of the two")
     model.optimizer.build(model.trainable_variables)
     return model
 
@@ -122,15 +129,6 @@ def seed_generator_states(model: keras.Model) -> list:
 
 def checkpoint_for(model: D2Net) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=model, optimizer=model.optimizer, dropout_rng=seed_generator_states(model))
-
-
-def save_once(manager: tf.train.CheckpointManager, step: int) -> None:
-    """Saves checkpoint `step` unless it is already the latest: re-writing the latest checkpoint
-    in place could leave it half-written (index and data of different saves) if killed meanwhile."""
-    latest = manager.latest_checkpoint
-    if latest is not None and latest.endswith(f"-{step}"):
-        return
-    manager.save(checkpoint_number=step)
 
 
 def make_deterministic(seed: int) -> None:
@@ -205,14 +203,31 @@ def train_and_evaluate(
     test_set: VideoDataset,
     log: Callable[[str], None] = functools.partial(print, flush=True),
 ) -> dict:
-    """Trains (resuming from MODEL_DIR when it holds checkpoints), selects, evaluates, writes results.json."""
+    """Trains (resuming from MODEL_DIR when it holds checkpoints), selects, evaluates, writes results.json.
+
+    The job holds MODEL_DIR's lock (model_dir_lock) from before its first write to its end: a
+    second job on the same directory is refused. Multi-worker: only the chief, which alone writes
+    the checkpoints, takes it.
+    """
     if run.select_on not in SELECT_ON:
         raise D2NetInputError(f"select_on must be one of {SELECT_ON}, got {run.select_on!r}")
     if train_set.feature_dim != cfg.model.feature_dim:
         raise D2NetInputError(
             f"features have dimension {train_set.feature_dim}, the model config expects {cfg.model.feature_dim}"
         )
+    if run.deterministic:
+        make_deterministic(cfg.train.seed)
+    strategy = make_strategy(run.strategy)
     os.makedirs(run.model_dir, exist_ok=True)
+    chief = is_chief(strategy)
+    with ModelDirLock(run.model_dir) if chief else contextlib.nullcontext():
+        if chief:
+            for path in remove_stale_temp_checkpoints(run.model_dir):
+                log(f"removed {path} (left by an interrupted checkpoint save)")
+        return _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log)
+
+
+def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> dict:
     cfg_path = os.path.join(run.model_dir, "config.json")
     record = {"config": cfg.to_dict(), "run": dataclasses.asdict(run), "dataset": train_set.name,
               "classlist": list(train_set.classlist), "snippets_per_second": train_set.snippets_per_second}
@@ -235,15 +250,12 @@ def train_and_evaluate(
     if run.select_on == "heldout":  # test_gt_segments.npy covers only the test split
         selection_options["wtalc_ground_truth"] = "segments"
 
-    if run.deterministic:
-        make_deterministic(cfg.train.seed)
-    strategy = make_strategy(run.strategy)
     with strategy.scope():  # variables mirrored on every replica; x_ref synchronised (see D2Net)
         model = create_model(cfg, run)
     ckpt = checkpoint_for(model)
     # Multi-worker: every worker takes part in each save (collectives), but only the chief
     # writes into MODEL_DIR; the others write to a private folder and all resume from the chief's.
-    ckpt_root = run.model_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="d2net-worker-ckpt-")
+    ckpt_root = run.model_dir if chief else tempfile.mkdtemp(prefix="d2net-worker-ckpt-")
     manager = tf.train.CheckpointManager(ckpt, ckpt_root, max_to_keep=run.keep_checkpoints)
     best_manager = tf.train.CheckpointManager(ckpt, os.path.join(ckpt_root, "best"), max_to_keep=1)
     state_path = os.path.join(run.model_dir, "best", "selection.json")
@@ -300,7 +312,7 @@ def train_and_evaluate(
                         f"cls-mAP {res['classification_mAP']:.4f} loss {hist.history['loss'][-1]:.4f}")
                     if map05 > best["mAP@0.5"]:
                         best = {"step": step, "mAP@0.5": float(map05)}
-                        best_manager.save(checkpoint_number=step)
+                        save_checkpoint(best_manager, step)
                         write_json_atomic(state_path, best)
             save_once(manager, step)
     train_seconds = time.time() - t0
@@ -308,7 +320,7 @@ def train_and_evaluate(
     if run.select_on != "last" and best_manager.latest_checkpoint:
         ckpt.restore(best_manager.latest_checkpoint).expect_partial()
     else:
-        best_manager.save(checkpoint_number=int(model.train_steps.numpy()))
+        save_checkpoint(best_manager, int(model.train_steps.numpy()))
     result, _ = evaluate_model(model, test_set, loc_cfg, protocol=run.protocol, wtalc_options=run.wtalc_options())
     result.update(
         selected_on=run.select_on,
