@@ -11,7 +11,8 @@ Rows:
   * localize_videos on 212 synthetic videos with T_i = round(duration_i * 25 / 16)
     from the real test durations, C = 20, smooth random TCAMs and attention; both a
     "realistic" variant (2 active classes per video, the rest low) and a worst case
-    (all 20 classes relevant).
+    (all 20 classes relevant). The speed of the localization is measured here and not
+    bounded in a test: a wall-clock bound fails on a loaded CI machine.
 
 `run(repeats)` returns one dict per row (name, median_s, min_s, max_s, size info).
 """

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
@@ -53,7 +54,10 @@ def test_make_deterministic_seeds_weight_init_and_dropout():
         m = create_model(cfg)
         return [v.numpy() for v in m.trainable_variables], [s.numpy() for s in seed_generator_states(m)]
 
-    (w1, s1), (w2, s2), (w3, s3) = build(5), build(5), build(6)
+    try:
+        (w1, s1), (w2, s2), (w3, s3) = build(5), build(5), build(6)
+    finally:  # op determinism is process-wide; later tests in this process must not inherit it
+        tf_config.disable_op_determinism()
     assert s1, "the model has dropout layers whose RNG state must be checkpointed"
     for x, y in zip(w1 + s1, w2 + s2):
         np.testing.assert_array_equal(x, y)

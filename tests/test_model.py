@@ -9,11 +9,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses
+import inspect
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from d2net_tf.config import LossConfig, ModelConfig, TrainConfig, preset
 from d2net_tf.layers import TemporalConvStream
@@ -218,8 +220,30 @@ def eval_loss(model, batch, step=0):
     return float(terms["loss"])
 
 
+@pytest.fixture
+def op_determinism_off():
+    """Keras runs a model without XLA (and only warns) while TF op determinism is on, which
+    `training.make_deterministic` turns on for the rest of the process."""
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    yield
+    if was_on:
+        tf_config.enable_op_determinism()
+
+
+def xla_compiled_functions(model):
+    """Names of the functions in the model's traced train function that XLA must compile.
+
+    Keras 3 (TF backend) wraps one step in `tf.function(jit_compile=model.jit_compile)` inside
+    the `multi_step_on_iterator` tf.function that `model.train_function` calls."""
+    outer = inspect.getclosurevars(model.train_function).nonlocals["multi_step_on_iterator"]
+    return [f.signature.name for c in outer._list_all_concrete_functions()
+            for f in c.graph.as_graph_def().library.function
+            if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
+
+
 @pytest.mark.parametrize("variant,jit", [("dis", True), ("d2net", False)], ids=["dis-xla", "d2net"])
-def test_training_decreases_loss(variant, jit):
+def test_training_decreases_loss(variant, jit, op_determinism_off):
     keras.utils.set_random_seed(0)
     # x_ref held fixed (momentum 1) so that the loss before and after is the same function.
     loss_cfg = dataclasses.replace(preset("official").loss, variant=variant, denoise_start_step=0, denoise_every=1,
@@ -239,6 +263,24 @@ def test_training_decreases_loss(variant, jit):
     assert after < after_one, (after_one, after)
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(w0, model.trainable_variables))
     assert int(model.train_steps.numpy()) == 5 and int(model.nonfinite_steps.numpy()) == 0
+    assert model.jit_compile is jit
+    if jit:
+        assert xla_compiled_functions(model), "the train step did not run under XLA"
+
+
+def test_create_model_refuses_a_jit_compile_that_keras_would_turn_off(op_determinism_off):
+    from d2net_tf.errors import D2NetInputError
+    from d2net_tf.training import RunConfig, create_model
+
+    cfg = preset("official")
+    cfg.model.feature_dim, cfg.model.num_classes = FEAT, NCLS
+    tf_config.enable_op_determinism()
+    try:
+        with pytest.raises(D2NetInputError, match="--jit_compile: Keras turned XLA off .* --deterministic"), \
+                pytest.warns(UserWarning, match="Proceeding with `jit_compile=False`"):
+            create_model(cfg, RunConfig(model_dir="", jit_compile=True))
+    finally:
+        tf_config.disable_op_determinism()
 
 
 @pytest.mark.parametrize("source", ["most_background_snippet", "background_embedding"])
