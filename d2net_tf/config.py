@@ -174,7 +174,8 @@ RUN_PRESETS = {
     "official": {"packed": False, "select_on": "test", "wtalc_class_counter_bug": True, **_OFFICIAL_WTALC},
     # Packed batches (no convolution on padding: same result, less work, needs rezero_padding);
     # selection on held-out training videos (selecting on test flatters the test numbers);
-    # the W-TALC evaluator without the class-counter bug (it scores classes against wrong lists).
+    # the W-TALC evaluator without the class-counter bug (it gives every class after the first one
+    # without predictions AP 0).
     "official_fixed": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False, **_OFFICIAL_WTALC},
     "paper": {"packed": True, "select_on": "heldout", "wtalc_class_counter_bug": False, **_OFFICIAL_WTALC},
 }
