@@ -247,14 +247,7 @@ class D2Net(keras.Model):
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
         update = self._should_update(terms, finite)
 
-        def apply():
-            self.optimizer.apply(grads, variables)
-            return tf.constant(0, tf.int64)
-
-        def skip():
-            return tf.constant(1, tf.int64)
-
-        tf.cond(update, apply, skip)
+        tf.cond(update, lambda: self.optimizer.apply(grads, variables), lambda: None)
         # Eq. 8: the official code updates x_ref before it looks at the loss (also on steps it
         # skips for a loss <= 0); a non-finite step leaves it, like the weights, unchanged.
         self.x_ref.assign(tf.where(finite, terms["x_ref"], self.x_ref))

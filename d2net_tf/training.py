@@ -53,9 +53,6 @@ class RunConfig:
     wtalc_ground_truth: str = _OFFICIAL_RUN["wtalc_ground_truth"]  # or "segments": segments.npy
     wtalc_ap: str = _OFFICIAL_RUN["wtalc_ap"]  # "interpolated" (getLocMAP) or "precision_sum" (W-TALC)
     wtalc_class_counter_bug: bool = _OFFICIAL_RUN["wtalc_class_counter_bug"]  # getLocMAP's class-counter bug
-
-    def wtalc_options(self) -> dict:
-        return {name: getattr(self, name) for name in WTALC_OPTIONS}
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
@@ -64,6 +61,10 @@ class RunConfig:
     max_nonfinite_steps: int = 100
     deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
     verbose: int = 1
+
+    def wtalc_options(self) -> dict:
+        """The --protocol=wtalc keyword options of `evaluation.evaluate_detections`."""
+        return {name: getattr(self, name) for name in WTALC_OPTIONS}
 
 
 def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[VideoDataset, VideoDataset]:
