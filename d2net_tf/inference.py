@@ -17,6 +17,7 @@ from d2net_tf.evaluation import (
     evaluate_detections,
 )
 from d2net_tf.localization import Detections, LocalizationConfig, localize_videos
+from d2net_tf.scores import topk_mean
 
 
 def compiled_forward(model) -> tf.types.experimental.GenericFunction:
@@ -28,12 +29,6 @@ def compiled_forward(model) -> tf.types.experimental.GenericFunction:
         return model(features, snippet_mask=mask, training=False)
 
     return forward
-
-
-def topk_mean(tcam: np.ndarray, divisor: float) -> np.ndarray:
-    """Video scores p: mean of the top ceil(s / divisor) values of each class over time. [C]."""
-    k = max(1, int(np.ceil(tcam.shape[0] / divisor)))
-    return -np.partition(-tcam, k - 1, axis=0)[:k].mean(axis=0)
 
 
 def predict_videos(

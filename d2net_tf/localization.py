@@ -29,12 +29,12 @@ Deviations of the official D2-Net code are named options of
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from d2net_tf.errors import D2NetInputError
+from d2net_tf.scores import topk_mean
 
 DEFAULT_SNIPPETS_PER_SECOND = 25.0 / 16.0
 
@@ -225,8 +225,9 @@ class LocalizationConfig:
     """Post-processing settings of Sec. 3.3.
 
     Args:
-      topk_divisor: int, default 8. `k = ceil(s / topk_divisor)` snippets in the
-        top-k mean that gives the video-level class score `p`.
+      topk_divisor: float, default 8.0. `k = max(1, ceil(s / topk_divisor))` snippets
+        in the top-k mean that gives the video-level class score `p` (`d2net_tf.scores`);
+        the same value as `LossConfig.topk_divisor`, never truncated to an int.
       class_threshold_ratio: float, default 0.5. Classes with `p_c > ratio * max(p)`
         are localized.
       thresholds: tuple of float, default 0.025, 0.05, ..., 0.5 (paper). Thresholds on
@@ -249,7 +250,7 @@ class LocalizationConfig:
         (attention_rescale = 2) instead of `T_c * lambda'`.
     """
 
-    topk_divisor: int = 8
+    topk_divisor: float = 8.0
     class_threshold_ratio: float = 0.5
     thresholds: tuple[float, ...] = _thresholds(0.025, 0.5, 0.025)
     min_proposal_snippets: int = 1
@@ -261,8 +262,8 @@ class LocalizationConfig:
     attention_rescale: float | None = None
 
     def __post_init__(self):
-        if self.topk_divisor < 1:
-            raise D2NetInputError(f"LocalizationConfig.topk_divisor must be >= 1, got {self.topk_divisor}")
+        if not self.topk_divisor > 0:
+            raise D2NetInputError(f"LocalizationConfig.topk_divisor must be > 0, got {self.topk_divisor}")
         if len(self.thresholds) == 0:
             raise D2NetInputError("LocalizationConfig.thresholds must not be empty")
         if self.min_proposal_snippets < 1:
@@ -350,9 +351,8 @@ def localize_video(
     if s == 0 or num_classes == 0:
         return Detections.empty()
 
-    # Sec. 3.3: video-level score p = top-k mean over time, k = ceil(s / 8).
-    k = max(1, math.ceil(s / config.topk_divisor))
-    p = -np.partition(-t, k - 1, axis=0)[:k].mean(axis=0)
+    # Sec. 3.3: video-level score p = top-k mean over time, k = ceil(s / topk_divisor).
+    p = topk_mean(t, config.topk_divisor)
     # Sec. 3.3: relevant classes p_c > 0.5 max(p).
     classes = np.flatnonzero(p > config.class_threshold_ratio * p.max())
     if classes.size == 0:

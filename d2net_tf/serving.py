@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.localization import LocalizationConfig
+from d2net_tf.scores import topk_mean_tf
 
 SERVING_SIGNATURE = "serving_default"
 LOCALIZE_SIGNATURE = "localize"
@@ -118,10 +119,7 @@ def localize_tf(tcam, attention, snippets_per_second, config: LocalizationConfig
     s = tf.cast(s32, tf.int64)
 
     # p = top-k mean over time, k = ceil(s / topk_divisor); relevant classes p_c > ratio * max(p).
-    k = tf.maximum(1, tf.cast(tf.math.ceil(tf.cast(s32, tf.float64) / float(config.topk_divisor)), tf.int32))
-    k = tf.minimum(k, s32)
-    top = tf.math.top_k(tf.transpose(t), k=k, sorted=False).values  # [C, k]
-    p = tf.reduce_sum(top, axis=1) / tf.cast(tf.maximum(k, 1), tf.float64)
+    p = topk_mean_tf(t, float(config.topk_divisor))
     p_max = tf.reduce_max(p)
     classes = tf.where(tf.logical_and(p > config.class_threshold_ratio * p_max, s32 > 0))[:, 0]  # int64 [c]
 

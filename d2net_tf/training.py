@@ -80,7 +80,7 @@ def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[Vide
 def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> LocalizationConfig:
     dataset = "activitynet" if dataset_name.lower().startswith("activitynet") else "thumos14"
     base = LocalizationConfig.official(dataset) if preset == "official" else LocalizationConfig.paper(dataset)
-    return dataclasses.replace(base, topk_divisor=int(topk_divisor))
+    return dataclasses.replace(base, topk_divisor=float(topk_divisor))
 
 
 def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
