@@ -14,6 +14,9 @@ The numpy functions count in float64, the TF ones in float32 (TPUs have no
 float64; the loss runs there). The two counts agree unless `s / topk_divisor`
 lies within float32 rounding of an integer without being one, which no
 divisor with a short binary expansion (8, 4, 8.5, ...) can produce.
+
+TensorFlow is imported inside the TF functions only: the numpy localization and the
+evaluation use this module and must stay importable without TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
 
 
 def topk_count(num_snippets: int, divisor: float) -> int:
@@ -42,21 +44,25 @@ def topk_mean(tcam: np.ndarray, divisor: float) -> np.ndarray:
     return -np.partition(-tcam, k - 1, axis=0)[:k].mean(axis=0)
 
 
-def topk_count_tf(num_snippets: tf.Tensor, divisor: float) -> tf.Tensor:
+def topk_count_tf(num_snippets, divisor: float):
     """`topk_count` with TF ops: k per element of `num_snippets` (any shape), int32."""
+    import tensorflow as tf
+
     s = tf.cast(num_snippets, tf.float32)
     return tf.maximum(tf.cast(tf.math.ceil(s / divisor), tf.int32), 1)
 
 
-def topk_mean_tf(tcam: tf.Tensor, divisor: float) -> tf.Tensor:
+def topk_mean_tf(tcam, divisor: float):
     """`topk_mean` with TF ops for one video: [s, C] -> [C] in tcam's dtype (s = 0 gives zeros)."""
+    import tensorflow as tf
+
     s = tf.shape(tcam)[0]
     k = tf.minimum(topk_count_tf(s, divisor), s)
     top = tf.math.top_k(tf.transpose(tcam), k=k, sorted=False).values  # [C, k]
     return tf.reduce_sum(top, axis=1) / tf.cast(tf.maximum(k, 1), tcam.dtype)
 
 
-def video_scores_tf(tcam: tf.Tensor, mask: tf.Tensor, divisor: float = 8.0) -> tf.Tensor:
+def video_scores_tf(tcam, mask, divisor: float = 8.0):
     """Video scores p of a padded batch: the top-k mean over each video's valid snippets.
 
     Args:
@@ -66,6 +72,8 @@ def video_scores_tf(tcam: tf.Tensor, mask: tf.Tensor, divisor: float = 8.0) -> t
     Returns:
       [B, C] float32.
     """
+    import tensorflow as tf
+
     tcam = tf.cast(tcam, tf.float32)
     k = topk_count_tf(tf.reduce_sum(tf.cast(mask, tf.float32), axis=1), divisor)  # [B]
     valid = tf.cast(mask, tf.bool)[:, :, None]
