@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from d2net_tf.config import D2NetConfig, LossConfig, ModelConfig, TrainConfig
 from d2net_tf.localization import LocalizationConfig, localize_video, nms_1d
-from d2net_tf.serving import LOCALIZE_OUTPUTS, SERVING_OUTPUTS, ServingModule, localize_tf, nms_1d_tf
+from d2net_tf.localization.tf_ops import localize_tf, nms_1d_tf
+from d2net_tf.serving import LOCALIZE_OUTPUTS, SERVING_OUTPUTS, ServingModule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}

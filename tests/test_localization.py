@@ -250,3 +250,26 @@ def test_plot_tcam_writes_png(tmp_path):
     plot_tcam(path, tcam, attention, det, ["a", "b", "c"], SPS, ground_truth=([0, 2], [1.0, 20.0], [5.0, 30.0]))
     data = open(path, "rb").read()
     assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_localization_imports_without_tensorflow():
+    """Evaluation code relies on it: the numpy localization (and the top-k score) pull in no TF."""
+    import subprocess
+    import sys
+
+    code = "import sys, d2net_tf.localization, d2net_tf.evaluation; assert 'tensorflow' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
+def test_config_round_trip_with_non_default_values():
+    from d2net_tf.localization import localization_config
+
+    cfg = localization_config("official", "ActivityNet1.2", 8.5)
+    assert cfg.topk_divisor == 8.5 and cfg.attention_rescale == 2.0 and cfg.nms_tiou == 0.3
+    assert LocalizationConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(D2NetInputError, match="unknown fields"):
+        LocalizationConfig.from_dict({**cfg.to_dict(), "nms_iou": 0.5})
+    with pytest.raises(D2NetInputError, match="topk_divisor must be > 0"):
+        LocalizationConfig(topk_divisor=0.0)
+    with pytest.raises(D2NetInputError, match="preset"):
+        localization_config("fancy", "thumos14", 8.0)

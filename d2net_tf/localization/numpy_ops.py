@@ -2,7 +2,7 @@
 
 Numpy only: this is the post-processing that turns the network outputs of one
 video into scored action segments, and it is shared by evaluation and serving
-code that must not import TensorFlow.
+code that must not import TensorFlow. Its graph twin is `tf_ops.localize_tf`.
 
 Units: a video has `s` snippets; snippet `i` covers `[i / sps, (i + 1) / sps)`
 seconds (`sps` = snippets per second, 25 / 16 for the W-TALC I3D features), so a
@@ -28,88 +28,14 @@ Deviations of the official D2-Net code are named options of
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from d2net_tf.errors import D2NetInputError
+from d2net_tf.localization.config import DEFAULT_SNIPPETS_PER_SECOND, LocalizationConfig
+from d2net_tf.localization.detections import Detections
 from d2net_tf.scores import topk_mean
-
-DEFAULT_SNIPPETS_PER_SECOND = 25.0 / 16.0
-
-
-# --------------------------------------------------------------------------- #
-# Detections container
-# --------------------------------------------------------------------------- #
-@dataclasses.dataclass
-class Detections:
-    """Scored action segments of one or many videos (flat table, one row per detection).
-
-    Attributes:
-      video_ids: [n] str, video of each detection.
-      class_ids: [n] int32, class index (into a classlist).
-      starts: [n] float64, start in seconds.
-      ends: [n] float64, end in seconds (> start).
-      scores: [n] float64 confidence (higher = more confident).
-    """
-
-    video_ids: np.ndarray
-    class_ids: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self):
-        self.video_ids = np.asarray(self.video_ids, dtype=str).reshape(-1)
-        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
-        self.starts = np.asarray(self.starts, dtype=np.float64).reshape(-1)
-        self.ends = np.asarray(self.ends, dtype=np.float64).reshape(-1)
-        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
-        n = len(self.class_ids)
-        if not (len(self.video_ids) == len(self.starts) == len(self.ends) == len(self.scores) == n):
-            raise D2NetInputError(
-                "Detections: video_ids, class_ids, starts, ends and scores must have the same length, got "
-                f"{[len(self.video_ids), n, len(self.starts), len(self.ends), len(self.scores)]}"
-            )
-
-    # Aliases matching the per-video output description ("starts_s", "ends_s").
-    @property
-    def starts_s(self) -> np.ndarray:
-        return self.starts
-
-    @property
-    def ends_s(self) -> np.ndarray:
-        return self.ends
-
-    def __len__(self) -> int:
-        return len(self.class_ids)
-
-    @classmethod
-    def empty(cls) -> "Detections":
-        return cls(np.zeros(0, str), np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0))
-
-    @classmethod
-    def concatenate(cls, parts: Iterable["Detections"]) -> "Detections":
-        parts = list(parts)
-        if not parts:
-            return cls.empty()
-        return cls(
-            np.concatenate([p.video_ids for p in parts]) if any(len(p) for p in parts) else np.zeros(0, str),
-            np.concatenate([p.class_ids for p in parts]),
-            np.concatenate([p.starts for p in parts]),
-            np.concatenate([p.ends for p in parts]),
-            np.concatenate([p.scores for p in parts]),
-        )
-
-    def select(self, mask_or_index: np.ndarray) -> "Detections":
-        return Detections(
-            self.video_ids[mask_or_index],
-            self.class_ids[mask_or_index],
-            self.starts[mask_or_index],
-            self.ends[mask_or_index],
-            self.scores[mask_or_index],
-        )
 
 
 # --------------------------------------------------------------------------- #
@@ -210,100 +136,6 @@ def nms_1d(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, tiou: float
         state[undecided & kept_sup] = 2
         state[undecided & ~kept_sup & ~open_sup] = 1
     return order[state[order] == 1].astype(np.int64)
-
-
-# --------------------------------------------------------------------------- #
-# Configuration
-# --------------------------------------------------------------------------- #
-def _thresholds(start: float, stop: float, step: float) -> tuple[float, ...]:
-    n = int(round((stop - start) / step)) + 1
-    return tuple(round(start + i * step, 10) for i in range(n))
-
-
-@dataclasses.dataclass(frozen=True)
-class LocalizationConfig:
-    """Post-processing settings of Sec. 3.3.
-
-    Args:
-      topk_divisor: float, default 8.0. `k = max(1, ceil(s / topk_divisor))` snippets
-        in the top-k mean that gives the video-level class score `p` (`d2net_tf.scores`);
-        the same value as `LossConfig.topk_divisor`, never truncated to an int.
-      class_threshold_ratio: float, default 0.5. Classes with `p_c > ratio * max(p)`
-        are localized.
-      thresholds: tuple of float, default 0.025, 0.05, ..., 0.5 (paper). Thresholds on
-        `r_c`; the official code stops at 0.475.
-      min_proposal_snippets: int, default 1 (paper). The official code drops
-        proposals shorter than 2 snippets.
-      outer_ratio: float, default 0.25. The outside region is
-        `inflation = max(min_inflation, floor(outer_ratio * width + 0.5))` snippets
-        on each side (round half up), clipped at the video ends.
-      min_inflation: int, default 1. Lower bound on `inflation`, so that one-snippet
-        proposals also have an outside region (`floor(0.25 + 0.5) = 0`).
-      max_outer_inner: float or None, default None (paper). Official code: drop a
-        proposal when `(outer - inner + 1) / 2 > max_outer_inner` (0.7), with
-        `inner` / `outer` the means of `r_c` inside / outside.
-      nms_tiou: float, default 0.5 (paper); 0.3 in the official THUMOS14 code.
-      final_score_ratio: float, default 0.1. Keep detections with
-        `S > ratio * max S` over the video's proposals.
-      attention_rescale: float or None, default None. Official ActivityNet code:
-        the refined sequence is `r_c = T_c * lambda' * attention_rescale / max(lambda')`
-        (attention_rescale = 2) instead of `T_c * lambda'`.
-    """
-
-    topk_divisor: float = 8.0
-    class_threshold_ratio: float = 0.5
-    thresholds: tuple[float, ...] = _thresholds(0.025, 0.5, 0.025)
-    min_proposal_snippets: int = 1
-    outer_ratio: float = 0.25
-    min_inflation: int = 1
-    max_outer_inner: float | None = None
-    nms_tiou: float = 0.5
-    final_score_ratio: float = 0.1
-    attention_rescale: float | None = None
-
-    def __post_init__(self):
-        if not self.topk_divisor > 0:
-            raise D2NetInputError(f"LocalizationConfig.topk_divisor must be > 0, got {self.topk_divisor}")
-        if len(self.thresholds) == 0:
-            raise D2NetInputError("LocalizationConfig.thresholds must not be empty")
-        if self.min_proposal_snippets < 1:
-            raise D2NetInputError(
-                f"LocalizationConfig.min_proposal_snippets must be >= 1, got {self.min_proposal_snippets}"
-            )
-        if not 0.0 <= self.nms_tiou <= 1.0:
-            raise D2NetInputError(f"LocalizationConfig.nms_tiou must be in [0, 1], got {self.nms_tiou}")
-
-    @classmethod
-    def paper(cls, dataset: str = "thumos14") -> "LocalizationConfig":
-        """The settings as described in the paper (Sec. 3.3); identical for both datasets."""
-        _check_dataset(dataset)
-        return cls()
-
-    @classmethod
-    def official(cls, dataset: str = "thumos14") -> "LocalizationConfig":
-        """The settings of the official D2-Net code.
-
-        THUMOS14: thresholds 0.025..0.475, proposals >= 2 snippets, contrast filter
-        0.7, NMS tIoU 0.3. ActivityNet1.2: additionally the attention rescaling
-        `2 / max(lambda')`.
-        """
-        kind = _check_dataset(dataset)
-        return cls(
-            thresholds=_thresholds(0.025, 0.475, 0.025),
-            min_proposal_snippets=2,
-            max_outer_inner=0.7,
-            nms_tiou=0.3,
-            attention_rescale=2.0 if kind == "activitynet" else None,
-        )
-
-
-def _check_dataset(dataset: str) -> str:
-    d = dataset.lower().replace("_", "").replace("-", "").replace(".", "")
-    if d.startswith("thumos"):
-        return "thumos"
-    if d.startswith("activitynet") or d.startswith("anet"):
-        return "activitynet"
-    raise D2NetInputError(f"unknown dataset {dataset!r}: expected 'thumos14' or 'activitynet1.2'")
 
 
 # --------------------------------------------------------------------------- #
