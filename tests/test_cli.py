@@ -4,37 +4,15 @@ unless --verbosity=1). The CLIs run as subprocesses; one tiny trained model is s
 from __future__ import annotations
 
 import json
-import re
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+from conftest import ROOT, assert_one_line_error, run_module as run
+
 DATASET = "Thumos14reduced"
-# TF's C++ runtime logs at import (absl C++ format `I0000 00:00:... file.cc:N] ...`, even with
-# TF_CPP_MIN_LOG_LEVEL=3 in TF 2.21) before any of our code runs; those lines are not ours.
-NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog)")
-
-
-def run(module, *args, env=None):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env or ENV,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(p, *fragments):
-    lines = [l for l in p.stderr.splitlines() if l.strip() and not NOISE.match(l)]
-    assert p.returncode == 2, f"exit {p.returncode}\nstdout:{p.stdout[-2000:]}\nstderr:{p.stderr[-3000:]}"
-    assert "Traceback" not in p.stderr, p.stderr
-    assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("error"), lines
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

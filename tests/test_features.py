@@ -19,7 +19,7 @@ import pytest
 
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.features import protocol
-from test_cli import assert_one_line_error, run
+from conftest import assert_one_line_error, run_module as run
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "kinetics_i3d_variables.json")
 SMALL = dict(short_side=40, crop=32)  # protocol: 256 / 224; small sizes keep TV-L1 and I3D fast
@@ -252,13 +252,13 @@ def test_converter_errors_name_the_variable(tmp_path, public_variables):
 @pytest.mark.slow
 def test_converter_command_line(tmp_path, public_variables):
     write_checkpoint(tmp_path / "flow_imagenet", public_variables["flow_imagenet"])
-    p = run("d2net_tf.features.convert_i3d", "--checkpoint", tmp_path / "flow_imagenet", "--out",
+    p = run("d2net_tf.cli.convert_i3d", "--checkpoint", tmp_path / "flow_imagenet", "--out",
             tmp_path / "i3d_flow.weights.h5")
     assert p.returncode == 0, p.stderr[-2000:]
     assert "flow I3D: 230 variables" in p.stdout
     write_checkpoint(tmp_path / "bad", public_variables["flow_imagenet"],
                      extra={"Flow/inception_i3d/Extra/w": [2]})
-    assert_one_line_error(run("d2net_tf.features.convert_i3d", "--checkpoint", tmp_path / "bad", "--out",
+    assert_one_line_error(run("d2net_tf.cli.convert_i3d", "--checkpoint", tmp_path / "bad", "--out",
                               tmp_path / "x.weights.h5"), "Flow/inception_i3d/Extra/w", "not mapped")
 
 

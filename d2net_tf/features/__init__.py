@@ -5,6 +5,6 @@ Modules (PyAV, OpenCV-contrib and tqdm come with the `video` extra: `pip install
   video        decoding with PyAV, resampling to 25 fps, resize + center crop
   flow         TV-L1 optical flow (OpenCV contrib), clipped and scaled to [-1, 1]
   i3d          InceptionI3d as Keras 3 layers, up to Mixed_5c (+ the Kinetics logits)
-  convert_i3d  kinetics-i3d TensorFlow checkpoint -> Keras .weights.h5 (command line)
+  convert_i3d  kinetics-i3d TensorFlow checkpoint -> Keras .weights.h5 (command line: d2net_tf.cli.convert_i3d)
   extract      the streaming pipeline video -> [snippets, 2048], and the per-video output layout
 """

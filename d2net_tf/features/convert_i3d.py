@@ -1,12 +1,10 @@
 """Converts a public kinetics-i3d TensorFlow checkpoint to Keras weights for InceptionI3d.
 
-    python -m d2net_tf.features.convert_i3d --checkpoint kinetics-i3d/data/checkpoints/rgb_imagenet \
-        --out i3d_rgb.weights.h5
-
---checkpoint is the checkpoint folder (one `*.index` in it) or the prefix (`.../model.ckpt`).
-Reads it with tf.train.load_checkpoint and maps every variable: `{scope}/inception_i3d/...`
-(scope RGB or Flow; the Kinetics-600 checkpoint has no scope) to the one InceptionI3d variable
-of that name. The stream is read from the first convolution (3 input channels: RGB, 2: flow).
+The command line is d2net_tf.cli.convert_i3d (`d2net-convert-i3d`). The checkpoint is its
+folder (one `*.index` in it) or the prefix (`.../model.ckpt`). Reads it with
+tf.train.load_checkpoint and maps every variable: `{scope}/inception_i3d/...` (scope RGB or
+Flow; the Kinetics-600 checkpoint has no scope) to the one InceptionI3d variable of that
+name. The stream is read from the first convolution (3 input channels: RGB, 2: flow).
 A model variable missing from the checkpoint, a checkpoint variable with no model variable
 (other than optimizer state: `.../Momentum`, `global_step`) or a shape that differs (other than
 Sonnet's [1, 1, 1, 1, C] batch-norm statistics for [C]) is an error that names it. Nothing is
@@ -19,9 +17,7 @@ import glob
 import os
 
 import numpy as np
-from absl import app, flags
 
-from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.features import protocol
 
@@ -95,23 +91,3 @@ def convert_checkpoint(checkpoint: str, out: str, stream: str | None = None) -> 
     return {"prefix": prefix, "stream": found, "scope": scope, "variables": len(mapping), "parameters": params,
             "ignored": sorted(n for n in shapes if n not in mapping), "num_classes": model.num_classes}
 
-
-flags.DEFINE_string("checkpoint", None, "kinetics-i3d checkpoint folder (e.g. data/checkpoints/rgb_imagenet) or prefix.")
-flags.DEFINE_string("out", None, "Output Keras weights file (…weights.h5).")
-flags.DEFINE_enum("stream", None, ["rgb", "flow"], "Expected stream (default: read from the checkpoint).")
-FLAGS = flags.FLAGS
-
-
-@run_cli
-def main(argv):
-    del argv
-    if not (FLAGS.checkpoint and FLAGS.out):
-        raise D2NetInputError("--checkpoint and --out are required")
-    s = convert_checkpoint(FLAGS.checkpoint, FLAGS.out, FLAGS.stream)
-    print(f"{s['stream']} I3D: {s['variables']} variables ({s['parameters'] / 1e6:.2f} M parameters, "
-          f"{s['num_classes']} classes; {len(s['ignored'])} optimizer-state variables ignored) from {s['prefix']} "
-          f"-> {FLAGS.out}")
-
-
-if __name__ == "__main__":
-    app.run(main)

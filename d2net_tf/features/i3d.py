@@ -237,7 +237,7 @@ def conv_flops(frames: int = protocol.SNIPPET_FRAMES, size: int = protocol.CROP,
 def weights_hint(stream: str, path: str) -> str:
     scope = {"rgb": "rgb_imagenet", "flow": "flow_imagenet"}[stream]
     return (f"convert the public kinetics-i3d checkpoint once (github.com/deepmind/kinetics-i3d, "
-            f"data/checkpoints/{scope}): python -m d2net_tf.features.convert_i3d "
+            f"data/checkpoints/{scope}): python -m d2net_tf.cli.convert_i3d "
             f"--checkpoint kinetics-i3d/data/checkpoints/{scope} --out {path} (BUILD.md, 'Video features')")
 
 
@@ -285,7 +285,7 @@ def load_i3d(path: str | None, stream: str, dtype: str = "float32") -> Inception
     first = [s for s in shapes.values() if len(s) == 5 and s[:3] == (7, 7, 7)]
     classes = [s[4] for s in shapes.values() if len(s) == 5 and s[:4] == (1, 1, 1, protocol.STREAM_DIM)]
     if not first or not classes:
-        raise D2NetInputError(f"{path}: not an I3D weights file written by d2net_tf.features.convert_i3d")
+        raise D2NetInputError(f"{path}: not an I3D weights file written by d2net_tf.cli.convert_i3d")
     if first[0][3] != channels:
         raise D2NetInputError(f"{path}: I3D weights for {first[0][3]}-channel input, but the {stream} stream "
                               f"needs {channels} channels (RGB 3, flow 2): wrong --{stream}_weights?")
