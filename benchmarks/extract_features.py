@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 
 from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops, time_calls
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 
 
 def write_clip(path: str, seconds: float, width: int, height: int, fps: int) -> str:
@@ -97,7 +97,7 @@ def main(argv=None):
                 errors[stream] = feature_error(fn(inputs[stream]).numpy(), ref(inputs[stream]).numpy())
     peaks = {d: max(p, matmul_peak_gflops(d)) for d, p in peaks.items()}
 
-    sps = DEFAULT_SNIPPETS_PER_SECOND
+    sps = I3D_SNIPPETS_PER_SECOND
     rows = []
     for stage in ("decode", "flow"):
         s = ex.timings[stage] / seconds

@@ -10,8 +10,10 @@ import dataclasses
 import json
 from typing import Any
 
+from d2net_tf.data.benchmarks import BENCHMARK_NAMES, benchmark_for
+
 LOSS_VARIANTS = ("ce", "focal", "dis", "d2net", "d2net_l1", "d2net_bce")
-DATASETS = ("thumos14", "activitynet12")
+DATASETS = BENCHMARK_NAMES
 SELECT_ON = ("heldout", "test", "last")  # checkpoint selection of a training run
 XREF_SOURCES = ("most_background_snippet", "background_embedding")
 PRESETS = ("official", "official_fixed", "paper")
@@ -189,14 +191,12 @@ def preset(name: str = "official", dataset: str = "thumos14") -> D2NetConfig:
         raise ValueError(f"preset must be one of {PRESETS}, got {name!r}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    anet = dataset == "activitynet12"
-    kernel, dilation = (5, 2) if anet else (3, 1)
-    model = ModelConfig(num_classes=100 if anet else 20, kernel_size=kernel, dilation=dilation)
+    bench = benchmark_for(dataset)
+    kernel, dilation = bench.kernel_size, bench.dilation
+    model = ModelConfig(num_classes=bench.num_classes, kernel_size=kernel, dilation=dilation)
     if name in ("official", "official_fixed"):
-        model.classifier_kernel_size, model.classifier_dilation = (5, 2) if anet else (1, 1)
-        loss = LossConfig()
-        if anet:
-            loss.topk_divisor, loss.bg_threshold, loss.attention_bg_threshold = 4.0, 0.8, 0.3
+        model = dataclasses.replace(model, **bench.official_model)
+        loss = LossConfig(**bench.official_loss)
         cfg = D2NetConfig(model, loss, TrainConfig())
         if name == "official_fixed":
             for field, (part, value) in FIXES.items():
@@ -204,7 +204,7 @@ def preset(name: str = "official", dataset: str = "thumos14") -> D2NetConfig:
         return cfg
     model.classifier_kernel_size, model.classifier_dilation = kernel, dilation
     model.residual, model.dropout, model.init, model.rezero_padding = False, 0.0, "glorot", True
-    alpha = 1e-3 if anet else 0.2
+    alpha = bench.paper_alpha
     loss = LossConfig(
         weighted_mean_embeddings=False,
         clip_eps=1e-7,

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from d2net_tf.data import synthetic
-from d2net_tf.data.dataset import DATASET_SPLITS
+from d2net_tf.data.benchmarks import ACTIVITYNET12
 from d2net_tf.data.per_video import load_per_video_dataset
 from d2net_tf.data.pipeline import pack_videos, sample_training_batch, training_dataset
 from d2net_tf.data.wtalc import load_wtalc_annotations, load_wtalc_dataset, vendored_annotation_dir
@@ -48,7 +48,7 @@ def test_vendored_annotations_are_the_real_ones():
     assert len(thumos.ambiguous) > 0
     anet = load_wtalc_annotations(vendored_annotation_dir("ActivityNet1.2"))
     assert len(anet) == 7202 and anet.num_classes == 100
-    train, test = DATASET_SPLITS["ActivityNet1.2"]
+    train, test = ACTIVITYNET12.splits
     assert (anet.subsets == train).sum() == 4819 and (anet.subsets == test).sum() == 2383
 
 

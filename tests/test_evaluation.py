@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from d2net_tf.data.dataset import WTALC_SNIPPETS_PER_SECOND as SPS
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND as SPS
 from d2net_tf.errors import DataFormatError, D2NetInputError
 from d2net_tf.evaluation import (
     Detections,

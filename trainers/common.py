@@ -8,20 +8,19 @@ from absl import flags, logging
 
 from d2net_tf.cli import run_cli  # noqa: F401  (the commands import it from here)
 
-from d2net_tf.data.dataset import DATASET_SPLITS, VideoDataset
+from d2net_tf.data.benchmarks import BENCHMARK_NAMES, benchmark_for, find_benchmark
+from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.errors import D2NetInputError
-
-DATASET_NAMES = {"thumos14": "Thumos14reduced", "activitynet12": "ActivityNet1.2"}
 
 FLAGS = flags.FLAGS
 
 
 def define_data_flags() -> None:
-    flags.DEFINE_enum("dataset", "thumos14", list(DATASET_NAMES), "Benchmark the data follows.")
+    flags.DEFINE_enum("dataset", "thumos14", list(BENCHMARK_NAMES), "Benchmark the data follows.")
     flags.DEFINE_enum("data_layout", "wtalc", ["wtalc", "per_video"], "Layout of --data_dir.")
     flags.DEFINE_string("data_dir", None, "W-TALC layout: folder with {DATASET}-I3D-JOINTFeatures.npy and "
                         "{DATASET}-Annotations/. per_video: folder with features/{vid}.npy and ground_truth.json.")
-    flags.DEFINE_enum("synthetic", "none", ["none", "tiny", "thumos14", "activitynet12"],
+    flags.DEFINE_enum("synthetic", "none", ["none", "tiny", *BENCHMARK_NAMES],
                       "Generate this synthetic dataset into --data_dir first when it does not exist yet.")
     flags.DEFINE_integer("feature_dim", 2048, "Feature dimension D (RGB half + flow half).")
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic data generator.")
@@ -32,7 +31,7 @@ def load_dataset_from_flags() -> VideoDataset:
     """The dataset named by the data flags (generating the synthetic one when asked)."""
     if not FLAGS.data_dir:
         raise D2NetInputError("--data_dir is required")
-    name = DATASET_NAMES[FLAGS.dataset]
+    name = benchmark_for(FLAGS.dataset).file_prefix
     if FLAGS.synthetic != "none":
         from d2net_tf.data import synthetic
 
@@ -55,5 +54,7 @@ def load_dataset_from_flags() -> VideoDataset:
 
 
 def split_train_test(dataset: VideoDataset) -> tuple[VideoDataset, VideoDataset]:
-    train_subset, test_subset = DATASET_SPLITS.get(dataset.name, ("training", "validation"))
+    bench = find_benchmark(dataset.name)
+    # A dataset of no known benchmark (a per-video JSON of one's own): the generic subset names.
+    train_subset, test_subset = bench.splits if bench else ("training", "validation")
     return dataset.subset(train_subset), dataset.subset(test_subset)

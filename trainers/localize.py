@@ -62,6 +62,7 @@ def localize_sources(model_dir: str, sources, fps: float | None, preset: str, ch
 
     import tensorflow as tf
 
+    from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
     from d2net_tf.inference import compiled_forward
     from d2net_tf.localization import localize_videos
     from d2net_tf.training import localization_config, restore_model
@@ -70,7 +71,7 @@ def localize_sources(model_dir: str, sources, fps: float | None, preset: str, ch
     with open(os.path.join(model_dir, "config.json")) as f:
         record = json.load(f)
     classlist = record["classlist"]
-    fps = fps or record.get("snippets_per_second", 25 / 16)
+    fps = fps or record.get("snippets_per_second", I3D_SNIPPETS_PER_SECOND)
     loc = localization_config(preset, record.get("dataset", "thumos14"), cfg.loss.topk_divisor)
     forward = compiled_forward(model)
     outputs = {}

@@ -72,8 +72,7 @@ flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 b
 
 
 def config_from_flags(feature_dim: int, num_classes: int) -> C.D2NetConfig:
-    dataset = "activitynet12" if FLAGS.dataset == "activitynet12" else "thumos14"
-    cfg = C.preset(FLAGS.preset, dataset)
+    cfg = C.preset(FLAGS.preset, FLAGS.dataset)  # --dataset is one of the benchmark names
     cfg.model.feature_dim, cfg.model.num_classes = feature_dim, num_classes
     for part in (cfg.model, cfg.loss, cfg.train):
         for f in dataclasses.fields(part):

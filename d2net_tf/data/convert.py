@@ -22,11 +22,11 @@ import tempfile
 
 import numpy as np
 
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError, DataFormatError
 
-SNIPPETS_PER_SECOND = 25.0 / 16.0
 _FIELDS = ("videoname", "subset", "duration", "segments", "labels", "classlist")
 
 
@@ -35,7 +35,7 @@ def _s(x) -> str:
 
 
 def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite: bool = False,
-            snippets_per_second: float = SNIPPETS_PER_SECOND) -> dict:
+            snippets_per_second: float = I3D_SNIPPETS_PER_SECOND) -> dict:
     """Writes OUT/features/*.npy and OUT/ground_truth.json; returns a summary dict.
 
     Raises:

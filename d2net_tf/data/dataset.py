@@ -12,15 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.errors import DataFormatError
-
-WTALC_SNIPPETS_PER_SECOND = 25.0 / 16.0
-
-# Training / evaluation splits of the public benchmarks.
-DATASET_SPLITS = {
-    "Thumos14reduced": ("validation", "test"),
-    "ActivityNet1.2": ("training", "validation"),
-}
 
 
 @dataclasses.dataclass
@@ -50,7 +43,7 @@ class VideoDataset:
     segment_labels: list[np.ndarray]
     durations: np.ndarray
     features: list[np.ndarray | None]
-    snippets_per_second: float = WTALC_SNIPPETS_PER_SECOND
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND
     ambiguous: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property

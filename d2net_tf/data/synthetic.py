@@ -54,11 +54,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from d2net_tf.data.benchmarks import ACTIVITYNET12, I3D_SNIPPETS_PER_SECOND, THUMOS14, BenchmarkSpec, benchmark_for
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError
 
-SNIPPETS_PER_SECOND = 25.0 / 16.0
 ANNOTATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "annotations")
 
 # THUMOS14 groups: classes sharing how the action moves, and where it happens.
@@ -84,11 +84,11 @@ TINY_VALIDATION_CLASSES = ("BaseballPitch", "CliffDiving", "CricketBowling", "Di
 TINY_TEST_CLASSES = ("BaseballPitch", "CricketBowling", "Shotput", "CliffDiving")
 TINY_MAX_SNIPPETS = 64
 
-PRESETS = {
-    # preset: (dataset name, default feature_dim)
-    "thumos14": ("Thumos14reduced", 2048),
-    "activitynet12": ("ActivityNet1.2", 2048),
-    "tiny": ("Thumos14reduced", 32),
+PRESETS: dict[str, tuple[BenchmarkSpec, int]] = {
+    # preset: (benchmark whose annotations are used, default feature_dim)
+    "thumos14": (THUMOS14, 2048),
+    "activitynet12": (ACTIVITYNET12, 2048),
+    "tiny": (THUMOS14, 32),
 }
 
 ANNOTATION_FIELDS = ("videoname", "subset", "labels_all", "segments", "labels", "classlist", "duration")
@@ -241,7 +241,7 @@ def _tiny_annotations(full: _Annotations) -> _Annotations:
                      if full.subset[i] == subset and c in full.labels_all[i] and i not in picked]
             cands.sort(key=lambda i: (len(set(full.labels_all[i])) > 1, full.duration[i], i))
             picked.append(cands[0])
-    max_seconds = TINY_MAX_SNIPPETS / SNIPPETS_PER_SECOND
+    max_seconds = TINY_MAX_SNIPPETS / I3D_SNIPPETS_PER_SECOND
     k = np.minimum(1.0, max_seconds / full.duration[picked])
     names = [full.videoname[i] for i in picked]
     scale = dict(zip(names, k))
@@ -286,7 +286,7 @@ def _write_annotations(ann: _Annotations, folder: str, copy_from: str | None) ->
     for name, arr in arrays.items():
         with open(os.path.join(folder, name + ".npy"), "wb") as f:
             np.save(f, arr, allow_pickle=True)
-    if ann.ambiguous or ann.dataset == "Thumos14reduced":
+    if ann.ambiguous or benchmark_for(ann.dataset).has_ambiguous:
         with open(os.path.join(folder, "Ambiguous_test.txt"), "w") as f:
             for v, s, e in ann.ambiguous:
                 f.write(f"{v}  {s} {e}\n")
@@ -297,13 +297,13 @@ def _write_annotations(ann: _Annotations, folder: str, copy_from: str | None) ->
 
 def num_snippets(duration_s: np.ndarray | float) -> np.ndarray:
     """T_i = max(1, round(duration_i * 25 / 16))."""
-    return np.maximum(1, np.round(np.asarray(duration_s, np.float64) * SNIPPETS_PER_SECOND)).astype(np.int64)
+    return np.maximum(1, np.round(np.asarray(duration_s, np.float64) * I3D_SNIPPETS_PER_SECOND)).astype(np.int64)
 
 
 def segment_snippets(start_s: float, end_s: float, t: int) -> tuple[int, int]:
     """Snippet range [first, last) of a segment: floor(s * 25/16) .. ceil(e * 25/16), clipped to [0, t]."""
-    a = int(np.clip(np.floor(start_s * SNIPPETS_PER_SECOND), 0, t - 1))
-    b = int(np.clip(np.ceil(end_s * SNIPPETS_PER_SECOND), a + 1, t))
+    a = int(np.clip(np.floor(start_s * I3D_SNIPPETS_PER_SECOND), 0, t - 1))
+    b = int(np.clip(np.ceil(end_s * I3D_SNIPPETS_PER_SECOND), a + 1, t))
     return a, b
 
 
@@ -404,7 +404,7 @@ def _video_features(model: _Model, ann: _Annotations, i: int, class_index: dict[
     cfg, off = model.cfg, model.offsets
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, int(ann.source_index[i]))))
     t = int(num_snippets(ann.duration[i]))
-    r = SNIPPETS_PER_SECOND
+    r = I3D_SNIPPETS_PER_SECOND
     centres = np.arange(t, dtype=np.float64) + 0.5
     ramp = max(cfg.boundary_ramp_seconds * r, 1e-6)
     latent = np.zeros((t, off["end"]), np.float32)
@@ -564,7 +564,8 @@ def generate(
     """
     if preset not in PRESETS:
         raise D2NetInputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    dataset, default_dim = PRESETS[preset]
+    bench, default_dim = PRESETS[preset]
+    dataset = bench.file_prefix
     feature_dim = int(feature_dim or default_dim)
     cfg = config or SyntheticConfig()
     bad = set(knobs) - {f.name for f in dataclasses.fields(SyntheticConfig)}
@@ -604,7 +605,7 @@ def generate(
 
         write_object_npy(os.path.join(tmp, feat_name), n, items())
         meta = {"preset": preset, "dataset": dataset, "seed": seed, "feature_dim": feature_dim,
-                "snippets_per_second": SNIPPETS_PER_SECOND, "config": dataclasses.asdict(cfg),
+                "snippets_per_second": bench.snippets_per_second, "config": dataclasses.asdict(cfg),
                 "rgb_dims": [0, feature_dim // 2], "flow_dims": [feature_dim // 2, feature_dim]}
         with open(os.path.join(tmp, meta_name), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)

@@ -15,12 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from d2net_tf.data.dataset import (
-    WTALC_SNIPPETS_PER_SECOND,
-    VideoDataset,
-    drop_unusable_videos,
-    validate_features,
-)
+from d2net_tf.data.benchmarks import feature_rate
+from d2net_tf.data.dataset import VideoDataset, drop_unusable_videos, validate_features
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import DataFormatError
 
@@ -139,7 +135,7 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
         segment_labels=segment_labels,
         durations=durations,
         features=[None] * n,
-        snippets_per_second=WTALC_SNIPPETS_PER_SECOND,
+        snippets_per_second=feature_rate(dataset_name),
         ambiguous=ambiguous,
     )
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from absl import flags
 
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.errors import D2NetInputError, DataFormatError
 from d2net_tf.features import protocol
 from d2net_tf.features.flow import TVL1, scale_flow
 from d2net_tf.features.video import Decoded, VideoError, require
 from d2net_tf.jsonio import read_json, write_json_atomic
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND
 
 STAGES = ("decode", "flow", "rgb_i3d", "flow_i3d")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -220,12 +220,12 @@ class FeatureStore:
             self.data = read_json(self.json_path)
             if not isinstance(self.data, dict) or not isinstance(self.data.get("database"), dict):
                 raise DataFormatError(f"{self.json_path}: expected an ActivityNet-style object with a 'database'")
-            sps = self.data.setdefault("snippets_per_second", DEFAULT_SNIPPETS_PER_SECOND)
-            if abs(float(sps) - DEFAULT_SNIPPETS_PER_SECOND) > 1e-9:
+            sps = self.data.setdefault("snippets_per_second", I3D_SNIPPETS_PER_SECOND)
+            if abs(float(sps) - I3D_SNIPPETS_PER_SECOND) > 1e-9:
                 raise DataFormatError(f"{self.json_path}: snippets_per_second {sps}, but extracted features have "
-                                      f"{DEFAULT_SNIPPETS_PER_SECOND}")
+                                      f"{I3D_SNIPPETS_PER_SECOND}")
         else:
-            self.data = {"database": {}, "snippets_per_second": DEFAULT_SNIPPETS_PER_SECOND}
+            self.data = {"database": {}, "snippets_per_second": I3D_SNIPPETS_PER_SECOND}
 
     def feature_path(self, vid: str) -> str:
         return os.path.join(self.feature_dir, f"{vid}.npy")

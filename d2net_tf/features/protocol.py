@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 
 SNIPPET_FRAMES = 16
-# The snippet rate (25/16 snippets per second) lives in d2net_tf.localization; the frame rate follows.
-FPS = DEFAULT_SNIPPETS_PER_SECOND * SNIPPET_FRAMES
+# The snippet rate (25/16 snippets per second) lives in d2net_tf.data.benchmarks; the frame rate follows.
+FPS = I3D_SNIPPETS_PER_SECOND * SNIPPET_FRAMES
 SHORT_SIDE = 256
 CROP = 224
 FLOW_BOUND = 20.0
