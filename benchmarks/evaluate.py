@@ -27,7 +27,8 @@ from typing import Callable
 import numpy as np
 
 from d2net_tf.evaluation import THUMOS14_TIOU_THRESHOLDS, Detections, GroundTruth, evaluate_detections
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, LocalizationConfig, localize_videos
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
+from d2net_tf.localization import LocalizationConfig, localize_videos
 
 THUMOS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -70,7 +71,7 @@ def synthetic_videos(durations: np.ndarray, num_classes: int, seed: int, active:
     rng = np.random.default_rng(seed)
     out = []
     for i, d in enumerate(durations):
-        s = max(1, int(round(d * DEFAULT_SNIPPETS_PER_SECOND)))
+        s = max(1, int(round(d * I3D_SNIPPETS_PER_SECOND)))
         logits = _smooth(rng, s, num_classes)
         if active is not None:
             bias = np.full(num_classes, -4.0)

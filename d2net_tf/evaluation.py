@@ -80,7 +80,8 @@ import numpy as np
 import d2net_tf
 from d2net_tf.jsonio import read_json, write_json_atomic
 from d2net_tf.errors import DataFormatError, D2NetInputError
-from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND, Detections, segment_iou, temporal_iou
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
+from d2net_tf.localization import Detections, segment_iou, temporal_iou
 
 __all__ = [
     "Detections",
@@ -146,7 +147,7 @@ class GroundTruth:
     classlist: list[str]
     ambiguous: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     durations: dict[str, float] | None = None
-    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND
     subsets: dict[str, str] | None = None
     source: str = "segments"
     wtalc_videos: list[str] | None = None
@@ -843,7 +844,7 @@ def ground_truth_from_dict(
     for vid, label, _, _ in rows:
         if label not in index:
             raise DataFormatError(f"{path}: database[{vid!r}]: unknown label {label!r}")
-    sps = data.get("snippets_per_second", DEFAULT_SNIPPETS_PER_SECOND)
+    sps = data.get("snippets_per_second", I3D_SNIPPETS_PER_SECOND)
     return GroundTruth(
         video_ids=np.array([r[0] for r in rows], dtype=str),
         class_ids=np.array([index[r[1]] for r in rows], dtype=np.int32),

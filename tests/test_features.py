@@ -83,9 +83,9 @@ def extractor(weights):
 
 
 def test_protocol_numbers_follow_the_snippet_rate():
-    from d2net_tf.localization import DEFAULT_SNIPPETS_PER_SECOND
+    from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 
-    assert protocol.FPS == 25.0 and protocol.FPS / protocol.SNIPPET_FRAMES == DEFAULT_SNIPPETS_PER_SECOND
+    assert protocol.FPS == 25.0 and protocol.FPS / protocol.SNIPPET_FRAMES == I3D_SNIPPETS_PER_SECOND
     assert protocol.frames_at_fps(80 / 30) == 67 and protocol.frames_at_fps(2.8) == 70
     assert [protocol.snippet_count(n) for n in (0, 15, 16, 31, 32, 67)] == [0, 0, 1, 1, 2, 4]
     assert protocol.resized_size(320, 240) == (341, 256) and protocol.resized_size(240, 320) == (256, 341)

@@ -1,6 +1,6 @@
 """Temporal action localization (Sec. 3.3): settings, the numpy post-processing and its TF twin.
 
-  config.py      LocalizationConfig (the official / paper presets) and the feature rate
+  config.py      LocalizationConfig (the official / paper presets)
   detections.py  Detections, the table of scored segments
   numpy_ops.py   localize_video / localize_videos, tIoU and 1-D NMS (numpy, vectorised)
   tf_ops.py      localize_tf / nms_1d_tf, the same computation as TF ops (served graphs)
@@ -10,7 +10,6 @@ imported by name where a graph is built.
 """
 
 from d2net_tf.localization.config import (
-    DEFAULT_SNIPPETS_PER_SECOND,
     PRESETS,
     LocalizationConfig,
     localization_config,
@@ -26,7 +25,6 @@ from d2net_tf.localization.numpy_ops import (
 )
 
 __all__ = [
-    "DEFAULT_SNIPPETS_PER_SECOND",
     "PRESETS",
     "Detections",
     "LocalizationConfig",

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from d2net_tf.data.benchmarks import THUMOS14, benchmark_for, find_benchmark
 from d2net_tf.errors import D2NetInputError
-
-# The W-TALC I3D feature rate: one snippet per 16 frames of 25 fps video.
-DEFAULT_SNIPPETS_PER_SECOND = 25.0 / 16.0
 
 PRESETS = ("official", "paper")
 
@@ -94,8 +92,8 @@ class LocalizationConfig:
 
     @classmethod
     def paper(cls, dataset: str = "thumos14") -> "LocalizationConfig":
-        """The settings as described in the paper (Sec. 3.3); identical for both datasets."""
-        _check_dataset(dataset)
+        """The settings as described in the paper (Sec. 3.3); identical for both benchmarks."""
+        benchmark_for(dataset)
         return cls()
 
     @classmethod
@@ -103,33 +101,24 @@ class LocalizationConfig:
         """The settings of the official D2-Net code.
 
         THUMOS14: thresholds 0.025..0.475, proposals >= 2 snippets, contrast filter
-        0.7, NMS tIoU 0.3. ActivityNet1.2: additionally the attention rescaling
-        `2 / max(lambda')`.
+        0.7, NMS tIoU 0.3. ActivityNet1.2 additionally: the attention rescaling
+        `2 / max(lambda')` (`BenchmarkSpec.official_localization`).
         """
-        kind = _check_dataset(dataset)
         return cls(
             thresholds=_thresholds(0.025, 0.475, 0.025),
             min_proposal_snippets=2,
             max_outer_inner=0.7,
             nms_tiou=0.3,
-            attention_rescale=2.0 if kind == "activitynet" else None,
+            **benchmark_for(dataset).official_localization,
         )
-
-
-def _check_dataset(dataset: str) -> str:
-    d = dataset.lower().replace("_", "").replace("-", "").replace(".", "")
-    if d.startswith("thumos"):
-        return "thumos"
-    if d.startswith("activitynet") or d.startswith("anet"):
-        return "activitynet"
-    raise D2NetInputError(f"unknown dataset {dataset!r}: expected 'thumos14' or 'activitynet1.2'")
 
 
 def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> LocalizationConfig:
     """The `preset` (official | paper) settings for `dataset_name`, with the run's top-k divisor
-    (`LossConfig.topk_divisor`: classification and localization score videos alike)."""
+    (`LossConfig.topk_divisor`: classification and localization score videos alike). A dataset
+    of no known benchmark gets the THUMOS14 settings."""
     if preset not in PRESETS:
         raise D2NetInputError(f"localization preset must be one of {PRESETS}, got {preset!r}")
-    dataset = "activitynet" if dataset_name.lower().startswith("activitynet") else "thumos14"
+    dataset = (find_benchmark(dataset_name) or THUMOS14).name
     base = LocalizationConfig.official(dataset) if preset == "official" else LocalizationConfig.paper(dataset)
     return dataclasses.replace(base, topk_divisor=float(topk_divisor))

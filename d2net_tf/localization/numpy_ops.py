@@ -32,8 +32,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.errors import D2NetInputError
-from d2net_tf.localization.config import DEFAULT_SNIPPETS_PER_SECOND, LocalizationConfig
+from d2net_tf.localization.config import LocalizationConfig
 from d2net_tf.localization.detections import Detections
 from d2net_tf.scores import topk_mean
 
@@ -161,7 +162,7 @@ def _validate_inputs(tcam, attention, video_id: str) -> tuple[np.ndarray, np.nda
 def localize_video(
     tcam: np.ndarray,
     attention: np.ndarray,
-    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
     config: LocalizationConfig = LocalizationConfig(),
     video_id: str = "",
 ) -> Detections:
@@ -267,7 +268,7 @@ def localize_video(
 
 def iter_localize_videos(
     videos: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
     config: LocalizationConfig = LocalizationConfig(),
 ) -> Iterator[Detections]:
     """Streams `localize_video` over `(video_id, tcam, attention)` items, one Detections per video.
@@ -281,7 +282,7 @@ def iter_localize_videos(
 
 def localize_videos(
     videos: Iterable[tuple[str, np.ndarray, np.ndarray]],
-    snippets_per_second: float = DEFAULT_SNIPPETS_PER_SECOND,
+    snippets_per_second: float = I3D_SNIPPETS_PER_SECOND,
     config: LocalizationConfig = LocalizationConfig(),
 ) -> Detections:
     """Detections of a whole split: `localize_video` on each `(video_id, tcam, attention)`.
