@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from d2net_tf.cli import run_cli
-from d2net_tf.jsonio import write_json_atomic
+from d2net_tf.data.wtalc import write_ground_truth
 from d2net_tf.evaluation import (
     TEST_GT_SEGMENTS_FILE,
     GroundTruth,
     ground_truth_from_test_gt_segments,
-    ground_truth_to_json,
     read_test_gt_segments,
 )
 
@@ -55,32 +54,6 @@ def load_wtalc_test_gt_segments(
     return ground_truth_from_test_gt_segments(base, read_test_gt_segments(path), path or TEST_GT_SEGMENTS_FILE)
 
 
-def wtalc_to_activitynet(
-    annotation_dir: str,
-    subset: str | None = None,
-    warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-) -> dict[str, Any]:
-    """ActivityNet-style ground-truth dict of a W-TALC annotation folder."""
-    from d2net_tf.data.wtalc import load_wtalc_annotations
-
-    dataset = load_wtalc_annotations(annotation_dir)
-    if subset is not None:
-        dataset = dataset.subset(subset)
-    gt = GroundTruth.from_dataset(dataset)
-    bad = gt.ends <= gt.starts
-    if bad.any():
-        warn(f"{annotation_dir}: skipped {int(bad.sum())} ground-truth segments with end <= start")
-        keep = ~bad
-        gt = GroundTruth(
-            gt.video_ids[keep], gt.class_ids[keep], gt.starts[keep], gt.ends[keep], gt.classlist,
-            gt.ambiguous, gt.durations, gt.snippets_per_second,
-        )
-    out = ground_truth_to_json(gt)
-    for vid, sub in zip(dataset.video_ids.tolist(), dataset.subsets.tolist()):
-        out["database"][str(vid)]["subset"] = str(sub)
-    return out
-
-
 @run_cli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -88,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subset", default=None, help="e.g. test / validation (default: all videos)")
     parser.add_argument("--output", required=True, help="output JSON path")
     args = parser.parse_args(argv)
-    payload = wtalc_to_activitynet(args.annotations, args.subset)
-    write_json_atomic(args.output, payload)
+    payload = write_ground_truth(args.annotations, args.output, args.subset)
     db = payload["database"]
     n_seg = sum(len(v["annotations"]) for v in db.values())
     print(f"wrote {args.output}: {len(db)} videos, {n_seg} segments, {len(payload['classlist'])} classes")

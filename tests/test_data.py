@@ -232,3 +232,43 @@ def test_pack_videos_layout():
     np.testing.assert_array_equal(b["video_mask"], [[1, 1, 1], [1, 1, 0]])
     gathered = tf.gather(tf.constant(b["features"][0]), b["unpack_index"]).numpy()[..., 0] * b["video_mask"]
     np.testing.assert_array_equal(gathered, [[1, 1, 1], [2, 2, 0]])
+
+
+def _ann_dir(tiny_dir, tmp_path):
+    return os.path.join(_copy(tiny_dir, tmp_path), f"{NAME}-Annotations")
+
+
+def test_the_one_wtalc_conversion_skips_degenerate_segments_and_keeps_ambiguous(tiny_dir, tmp_path):
+    """Both the ground-truth command and the per-video converter write what the JSON reader accepts."""
+    from d2net_tf.data import convert
+    from d2net_tf.data.ground_truth_json import parse_ground_truth
+    from d2net_tf.data.wtalc import wtalc_to_activitynet, write_ground_truth
+
+    ann = _ann_dir(tiny_dir, tmp_path)
+    segs = np.load(os.path.join(ann, "segments.npy"), allow_pickle=True)
+    vid0 = str(np.load(os.path.join(ann, "videoname.npy"), allow_pickle=True)[0].decode())
+    s0 = [list(map(float, s)) for s in segs[0]]
+    s0[0] = [s0[0][0], s0[0][0]]  # end == start
+    segs[0] = s0
+    _save_obj(os.path.join(ann, "segments.npy"), list(segs))
+    with open(os.path.join(ann, "Ambiguous_test.txt"), "a") as f:
+        f.write(f"{vid0} 0.5 1.25\n")
+
+    warnings = []
+    dataset = load_wtalc_annotations(ann)
+    doc = wtalc_to_activitynet(dataset, warnings.append)
+    assert len(warnings) == 1 and "skipped 1 ground-truth segments with end <= start" in warnings[0]
+    entry = doc["database"][vid0]
+    assert len(entry["annotations"]) == len(s0) - 1
+    assert entry["ambiguous"][-1] == [0.5, 1.25]
+    assert [e["subset"] for e in doc["database"].values()] == dataset.subsets.tolist()
+    table = parse_ground_truth(doc, "doc")  # the reader rejects end <= start: none is left
+    assert len(table) == sum(len(s) for s in dataset.segments) - 1
+
+    written = write_ground_truth(ann, str(tmp_path / "gt.json"), warn=warnings.append)
+    assert json.load(open(tmp_path / "gt.json")) == written == doc
+    out = str(tmp_path / "per_video")
+    convert.convert(os.path.join(tiny_dir, f"{NAME}-I3D-JOINTFeatures.npy"), ann, out, warn=warnings.append)
+    assert json.load(open(os.path.join(out, "ground_truth.json"))) == doc
+    ds = load_per_video_dataset(os.path.join(out, "features"), os.path.join(out, "ground_truth.json"))
+    assert len(ds) == len(dataset)

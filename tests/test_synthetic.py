@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from d2net_tf.data import convert, safe_npy, synthetic
+from d2net_tf.data.wtalc import ANNOTATION_FILES
 from d2net_tf.errors import D2NetInputError
 
 DATASET = "Thumos14reduced"
@@ -38,7 +39,7 @@ def tiny(tmp_path_factory):
 def _load(out):
     ann = os.path.join(out, f"{DATASET}-Annotations")
     feats = safe_npy.load_npy(os.path.join(out, f"{DATASET}-I3D-JOINTFeatures.npy"))
-    a = {f: safe_npy.load_npy(os.path.join(ann, f + ".npy")) for f in synthetic.ANNOTATION_FIELDS}
+    a = {f: safe_npy.load_npy(os.path.join(ann, f + ".npy")) for f in ANNOTATION_FILES}
     return feats, a
 
 
@@ -47,7 +48,7 @@ def test_layout_and_summary(tiny):
     assert sorted(os.listdir(out)) == sorted(
         [f"{DATASET}-I3D-JOINTFeatures.npy", f"{DATASET}-Annotations", f"{DATASET}-synthetic.json"])
     ann = os.path.join(out, f"{DATASET}-Annotations")
-    assert set(os.listdir(ann)) == {f + ".npy" for f in synthetic.ANNOTATION_FIELDS} | {"Ambiguous_test.txt"}
+    assert set(os.listdir(ann)) == {f + ".npy" for f in ANNOTATION_FILES} | {"Ambiguous_test.txt"}
     assert summary["num_videos"] == 12
     assert summary["videos_per_subset"] == {"validation": 8, "test": 4}
     assert summary["feature_dim"] == 32

@@ -1,9 +1,9 @@
 """Converts a W-TALC dataset (pickled object arrays) once into the pickle-free per-video layout.
 
   OUT/features/{video_id}.npy   plain float32 [T_i, D] (no pickle)
-  OUT/ground_truth.json         {"database": {vid: {"subset", "duration", "annotations":
-                                  [{"label", "segment": [s, e]}]}}, "classlist": [...],
-                                  "snippets_per_second": 1.5625}
+  OUT/ground_truth.json         the ActivityNet-style ground truth of `data.ground_truth_json`
+                                (each video's subset, duration, segments, Ambiguous segments;
+                                the classlist and snippets_per_second)
 
 The inputs are read with `safe_npy.load_npy` (restricted unpickler). The output
 folder is built in a temporary folder next to OUT and renamed into place.
@@ -19,24 +19,28 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Callable
 
 import numpy as np
 
-from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.data.safe_npy import load_npy
+from d2net_tf.data.wtalc import load_wtalc_annotations, wtalc_to_activitynet
 from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError, DataFormatError
 
-_FIELDS = ("videoname", "subset", "duration", "segments", "labels", "classlist")
 
-
-def _s(x) -> str:
-    return x.decode("utf8") if isinstance(x, (bytes, np.bytes_)) else str(x)
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite: bool = False,
-            snippets_per_second: float = I3D_SNIPPETS_PER_SECOND) -> dict:
+            snippets_per_second: float | None = None, warn: Callable[[str], None] = _stderr) -> dict:
     """Writes OUT/features/*.npy and OUT/ground_truth.json; returns a summary dict.
+
+    The annotations are read by `wtalc.load_wtalc_annotations` and converted by
+    `wtalc.wtalc_to_activitynet`, the conversion the evaluator's ground truth uses:
+    segments with end <= start are skipped (with one warning), Ambiguous segments are
+    kept. `snippets_per_second` None: the rate of the annotations' benchmark.
 
     Raises:
       DataFormatError: an input is missing or malformed (named in the message).
@@ -44,18 +48,12 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
     """
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise D2NetInputError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
-    ann = {}
-    for field in _FIELDS:
-        ann[field] = load_npy(os.path.join(annotation_dir, f"{field}.npy"))
+    dataset = load_wtalc_annotations(annotation_dir)
+    if snippets_per_second is not None:
+        dataset.snippets_per_second = float(snippets_per_second)
     feats = load_npy(features_path)
-    names = [_s(v) for v in ann["videoname"]]
+    names = dataset.video_ids.tolist()
     n = len(names)
-    for field in ("subset", "segments", "labels"):
-        if len(ann[field]) != n:
-            raise DataFormatError(f"{annotation_dir}/{field}.npy: {len(ann[field])} entries, videoname.npy has {n}")
-    durations = np.asarray(ann["duration"], np.float64).reshape(-1)
-    if durations.size != n:
-        raise DataFormatError(f"{annotation_dir}/duration.npy: {durations.size} entries, videoname.npy has {n}")
     if feats.ndim != 1 or len(feats) != n:
         raise DataFormatError(f"{features_path}: expected {n} per-video arrays (one per videoname), got shape {feats.shape}")
     if len(set(names)) != n:
@@ -63,14 +61,13 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
     for v in names:
         if not v or os.sep in v or v in (".", "..") or (os.altsep and os.altsep in v):
             raise DataFormatError(f"{annotation_dir}/videoname.npy: {v!r} cannot be used as a file name")
-    classlist = [_s(c) for c in ann["classlist"]]
+    gt = wtalc_to_activitynet(dataset, warn, source=annotation_dir)
 
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-convert-", dir=parent)
     try:
         os.makedirs(os.path.join(tmp, "features"))
-        database = {}
         total = 0
         for i, v in enumerate(names):
             x = np.asarray(feats[i])
@@ -80,15 +77,6 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
             np.save(os.path.join(tmp, "features", f"{v}.npy"), np.ascontiguousarray(x, np.float32),
                     allow_pickle=False)
             total += x.shape[0]
-            segs, labs = list(ann["segments"][i]), list(ann["labels"][i])
-            if len(segs) != len(labs):
-                raise DataFormatError(f"{annotation_dir}: video {v!r}: {len(segs)} segments but {len(labs)} labels")
-            database[v] = {
-                "subset": _s(ann["subset"][i]),
-                "duration": float(durations[i]),
-                "annotations": [{"label": _s(c), "segment": [float(s[0]), float(s[1])]} for s, c in zip(segs, labs)],
-            }
-        gt = {"database": database, "classlist": classlist, "snippets_per_second": snippets_per_second}
         with open(os.path.join(tmp, "ground_truth.json"), "w") as f:
             json.dump(gt, f, indent=1)
         if os.path.exists(out_dir):
@@ -100,7 +88,7 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
             os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"out": out_dir, "num_videos": n, "total_snippets": int(total), "classes": len(classlist)}
+    return {"out": out_dir, "num_videos": n, "total_snippets": int(total), "classes": len(dataset.classlist)}
 
 
 @run_cli

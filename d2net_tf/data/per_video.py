@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 
 from d2net_tf.data.dataset import VideoDataset, drop_unusable_videos, validate_features
+from d2net_tf.data.ground_truth_json import parse_ground_truth
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import DataFormatError
-from d2net_tf.evaluation import ground_truth_from_dict
 from d2net_tf.jsonio import read_json
 
 
@@ -51,8 +51,8 @@ def load_per_video_dataset(
         for key in ("subset", "duration"):  # needed for training data; optional for evaluation
             if isinstance(entry, dict) and key not in entry:
                 raise DataFormatError(f"{ground_truth_json}: database[{vid!r}]: missing field {key!r}")
-    # Entries, segments and labels are validated by the evaluation's ground-truth parser.
-    table = ground_truth_from_dict(gt, ground_truth_json)
+    # Entries, segments and labels are validated by the ground-truth JSON parser the evaluator uses.
+    table = parse_ground_truth(gt, ground_truth_json)
     classlist = table.classlist
     rows_of: dict[str, list[int]] = {}
     for i, v in enumerate(table.video_ids.tolist()):

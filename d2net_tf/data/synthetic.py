@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from d2net_tf.data.benchmarks import ACTIVITYNET12, I3D_SNIPPETS_PER_SECOND, THUMOS14, BenchmarkSpec, benchmark_for
-from d2net_tf.data.safe_npy import load_npy
+from d2net_tf.data.wtalc import WtalcAnnotations, read_wtalc_annotations
 from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError
 
@@ -91,7 +91,6 @@ PRESETS: dict[str, tuple[BenchmarkSpec, int]] = {
     "tiny": (THUMOS14, 32),
 }
 
-ANNOTATION_FIELDS = ("videoname", "subset", "labels_all", "segments", "labels", "classlist", "duration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,51 +184,15 @@ class SyntheticConfig:
 
 
 @dataclasses.dataclass
-class _Annotations:
-    """Annotations in the W-TALC layout, decoded to Python values."""
+class _Annotations(WtalcAnnotations):
+    """The W-TALC annotations a synthetic set is built on."""
 
-    dataset: str
-    videoname: list[str]
-    subset: list[str]
-    duration: np.ndarray  # [N] float64 seconds
-    segments: list[list[list[float]]]
-    labels: list[list[str]]
-    labels_all: list[list[str]]
-    classlist: list[str]
-    ambiguous: list[tuple[str, float, float]]
-    source_index: np.ndarray  # [N] index of each video in the vendored annotations (seeds the RNG)
-    duration_2d: bool  # THUMOS stores duration as [N, 1]
-
-
-def _s(x: Any) -> str:
-    return x.decode("utf8") if isinstance(x, (bytes, np.bytes_)) else str(x)
+    source_index: np.ndarray = None  # [N] index of each video in the vendored annotations (seeds the RNG)
 
 
 def _read_annotations(dataset: str) -> _Annotations:
-    folder = os.path.join(ANNOTATIONS_DIR, f"{dataset}-Annotations")
-    a = {f: load_npy(os.path.join(folder, f + ".npy")) for f in ANNOTATION_FIELDS}
-    ambiguous = []
-    amb_path = os.path.join(folder, "Ambiguous_test.txt")
-    if os.path.exists(amb_path):
-        with open(amb_path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 3:
-                    ambiguous.append((parts[0], float(parts[1]), float(parts[2])))
-    n = len(a["videoname"])
-    return _Annotations(
-        dataset=dataset,
-        videoname=[_s(v) for v in a["videoname"]],
-        subset=[_s(v) for v in a["subset"]],
-        duration=np.asarray(a["duration"], np.float64).reshape(n),
-        segments=[[[float(x) for x in seg] for seg in segs] for segs in a["segments"]],
-        labels=[[_s(c) for c in labs] for labs in a["labels"]],
-        labels_all=[[_s(c) for c in labs] for labs in a["labels_all"]],
-        classlist=[_s(c) for c in a["classlist"]],
-        ambiguous=ambiguous,
-        source_index=np.arange(n),
-        duration_2d=np.asarray(a["duration"]).ndim == 2,
-    )
+    ann = read_wtalc_annotations(os.path.join(ANNOTATIONS_DIR, f"{dataset}-Annotations"), dataset)
+    return _Annotations(**vars(ann), source_index=np.arange(len(ann.videoname)))
 
 
 def _tiny_annotations(full: _Annotations) -> _Annotations:

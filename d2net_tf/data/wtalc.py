@@ -10,15 +10,19 @@ Strings may be bytes or str. Files are read through a restricted unpickler
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Callable
+import sys
+from typing import Any, Callable
 
 import numpy as np
 
 from d2net_tf.data.benchmarks import feature_rate
 from d2net_tf.data.dataset import VideoDataset, drop_unusable_videos, validate_features
+from d2net_tf.data.ground_truth_json import GroundTruthTable, ground_truth_document
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import DataFormatError
+from d2net_tf.jsonio import write_json_atomic
 
 ANNOTATION_FILES = ("videoname", "subset", "labels_all", "segments", "labels", "classlist", "duration")
 VENDORED_ANNOTATIONS = os.path.join(os.path.dirname(__file__), "annotations")
@@ -50,9 +54,16 @@ def _str_list(x, *, source: str, field: str, video: str) -> list[str]:
         raise DataFormatError(f"{source}: {field} of video {video!r} must be a list of class names, got {x!r}")
 
 
-def read_ambiguous(path: str) -> dict[str, np.ndarray]:
-    """Reads THUMOS14 `Ambiguous_test.txt` (`video start end` per line) into video -> [k, 2] seconds."""
-    out: dict[str, list[list[float]]] = {}
+def _segment_list(x, *, source: str, video: str) -> list[list[float]]:
+    try:
+        return np.asarray(x, dtype=np.float64).reshape(-1, 2).tolist()
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{source}: segments of video {video!r} must be [start, end] pairs, got {x!r}")
+
+
+def read_ambiguous(path: str) -> list[tuple[str, float, float]]:
+    """Reads THUMOS14 `Ambiguous_test.txt` (`video start end` per line, seconds), in file order."""
+    out: list[tuple[str, float, float]] = []
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
@@ -64,12 +75,36 @@ def read_ambiguous(path: str) -> dict[str, np.ndarray]:
                 s, e = float(parts[1]), float(parts[2])
             except ValueError:
                 raise DataFormatError(f"{path}:{lineno}: start/end must be numbers, got {line.strip()!r}")
-            out.setdefault(parts[0], []).append([s, e])
-    return {v: np.asarray(a, np.float64) for v, a in out.items()}
+            out.append((parts[0], s, e))
+    return out
 
 
-def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None) -> VideoDataset:
-    """Reads a `{DATASET}-Annotations/` folder; features are left as None."""
+@dataclasses.dataclass
+class WtalcAnnotations:
+    """A `{DATASET}-Annotations/` folder decoded to Python values, in file order.
+
+    Kept as the files hold them (label lists with their order, duration's [N, 1] shape)
+    so that a subset can be written back in the same layout (the synthetic `tiny` set).
+    """
+
+    dataset: str
+    videoname: list[str]
+    subset: list[str]
+    duration: np.ndarray  # [N] float64 seconds
+    segments: list[list[list[float]]]  # per video: [[start_s, end_s], ...]
+    labels: list[list[str]]  # per video: class of each segment
+    labels_all: list[list[str]]  # per video: video-level classes
+    classlist: list[str]
+    ambiguous: list[tuple[str, float, float]]  # (video, start_s, end_s)
+    duration_2d: bool  # THUMOS14 stores duration as [N, 1]
+
+
+def read_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None) -> WtalcAnnotations:
+    """The one reader of a W-TALC annotation folder (the loader and the synthetic generator use it).
+
+    Checks that every file is present and holds one entry per video; `dataset_name`
+    defaults to the folder name without `-Annotations`.
+    """
     if not os.path.isdir(annotation_dir):
         raise DataFormatError(f"{annotation_dir}: annotation folder does not exist")
     if dataset_name is None:
@@ -81,10 +116,7 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
         if not os.path.exists(path):
             raise DataFormatError(f"{path}: missing annotation file ({field}.npy is required)")
         arrays[field] = load_npy(path)
-
-    classlist = [_to_str(c) for c in np.ravel(arrays["classlist"])]
-    class_index = {c: i for i, c in enumerate(classlist)}
-    names = np.array([_to_str(v) for v in np.ravel(arrays["videoname"])])
+    names = [_to_str(v) for v in np.ravel(arrays["videoname"])]
     n = len(names)
     for field in ("subset", "labels_all", "segments", "labels", "duration"):
         length = len(arrays[field])
@@ -93,8 +125,28 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
                 f"{os.path.join(annotation_dir, field + '.npy')}: {length} entries, "
                 f"expected {n} (one per video in videoname.npy)"
             )
-    subsets = np.array([_to_str(s) for s in np.ravel(arrays["subset"])])
-    durations = np.asarray(arrays["duration"], dtype=np.float64).reshape(n)
+    amb_path = os.path.join(annotation_dir, "Ambiguous_test.txt")
+    return WtalcAnnotations(
+        dataset=dataset_name,
+        videoname=names,
+        subset=[_to_str(s) for s in np.ravel(arrays["subset"])],
+        duration=np.asarray(arrays["duration"], dtype=np.float64).reshape(n),
+        segments=[_segment_list(x, source=annotation_dir, video=v) for x, v in zip(arrays["segments"], names)],
+        labels=[_str_list(x, source=annotation_dir, field="labels", video=v) for x, v in zip(arrays["labels"], names)],
+        labels_all=[_str_list(x, source=annotation_dir, field="labels_all", video=v)
+                    for x, v in zip(arrays["labels_all"], names)],
+        classlist=[_to_str(c) for c in np.ravel(arrays["classlist"])],
+        ambiguous=read_ambiguous(amb_path) if os.path.exists(amb_path) else [],
+        duration_2d=np.asarray(arrays["duration"]).ndim == 2,
+    )
+
+
+def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None) -> VideoDataset:
+    """Reads a `{DATASET}-Annotations/` folder into a validated VideoDataset; features are left as None."""
+    ann = read_wtalc_annotations(annotation_dir, dataset_name)
+    classlist = ann.classlist
+    class_index = {c: i for i, c in enumerate(classlist)}
+    n = len(ann.videoname)
 
     def class_id(name: str, field: str, video: str) -> int:
         if name not in class_index:
@@ -107,11 +159,11 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
     labels = np.zeros((n, len(classlist)), np.float32)
     segments, segment_labels = [], []
     seg_src = os.path.join(annotation_dir, "segments.npy")
-    for i, vid in enumerate(names.tolist()):
-        for name in _str_list(arrays["labels_all"][i], source=annotation_dir, field="labels_all", video=vid):
+    for i, vid in enumerate(ann.videoname):
+        for name in ann.labels_all[i]:
             labels[i, class_id(name, "labels_all", vid)] = 1.0
-        seg_names = _str_list(arrays["labels"][i], source=annotation_dir, field="labels", video=vid)
-        seg = np.asarray(arrays["segments"][i], dtype=np.float64).reshape(-1, 2) if len(seg_names) else np.zeros((0, 2))
+        seg_names = ann.labels[i]
+        seg = np.asarray(ann.segments[i], dtype=np.float64).reshape(-1, 2) if len(seg_names) else np.zeros((0, 2))
         if len(seg) != len(seg_names):
             raise DataFormatError(
                 f"{seg_src}: video {vid!r} has {len(seg)} segments but labels.npy gives {len(seg_names)} labels"
@@ -121,23 +173,57 @@ def load_wtalc_annotations(annotation_dir: str, dataset_name: str | None = None)
         segments.append(seg)
         segment_labels.append(np.array([class_id(c, "labels", vid) for c in seg_names], np.int32))
 
-    ambiguous = {}
-    amb_path = os.path.join(annotation_dir, "Ambiguous_test.txt")
-    if os.path.exists(amb_path):
-        ambiguous = read_ambiguous(amb_path)
+    ambiguous: dict[str, list[list[float]]] = {}
+    for v, s, e in ann.ambiguous:
+        ambiguous.setdefault(v, []).append([s, e])
     return VideoDataset(
-        name=dataset_name,
+        name=ann.dataset,
         classlist=classlist,
-        video_ids=names,
-        subsets=subsets,
+        video_ids=np.array(ann.videoname),
+        subsets=np.array(ann.subset),
         labels=labels,
         segments=segments,
         segment_labels=segment_labels,
-        durations=durations,
+        durations=ann.duration,
         features=[None] * n,
-        snippets_per_second=feature_rate(dataset_name),
-        ambiguous=ambiguous,
+        snippets_per_second=feature_rate(ann.dataset),
+        ambiguous={v: np.asarray(a, np.float64) for v, a in ambiguous.items()},
     )
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def wtalc_to_activitynet(
+    dataset: VideoDataset, warn: Callable[[str], None] = _stderr, *, source: str | None = None
+) -> dict[str, Any]:
+    """The one W-TALC -> ActivityNet-style ground-truth conversion (`ground_truth_json` layout).
+
+    Writes each video's subset, duration and Ambiguous segments. Segments with
+    end <= start (ten in ActivityNet1.2) are not valid ActivityNet segments (the JSON
+    reader rejects them), so they are skipped with one warning naming `source`.
+    """
+    gt = GroundTruthTable.from_dataset(dataset)
+    gt.subsets = {str(v): str(s) for v, s in zip(dataset.video_ids.tolist(), dataset.subsets.tolist())}
+    bad = gt.ends <= gt.starts
+    if bad.any():
+        warn(f"{source or dataset.name}: skipped {int(bad.sum())} ground-truth segments with end <= start")
+        gt = gt.select_rows(~bad)
+    return ground_truth_document(gt)
+
+
+def write_ground_truth(
+    annotation_dir: str, output: str, subset: str | None = None, warn: Callable[[str], None] = _stderr
+) -> dict[str, Any]:
+    """Writes the ActivityNet-style ground truth of a W-TALC annotation folder (`subset` None:
+    every video) to `output`, atomically; returns what was written."""
+    dataset = load_wtalc_annotations(annotation_dir)
+    if subset is not None:
+        dataset = dataset.subset(subset)
+    payload = wtalc_to_activitynet(dataset, warn, source=annotation_dir)
+    write_json_atomic(output, payload)
+    return payload
 
 
 def load_wtalc_dataset(
