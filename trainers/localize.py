@@ -21,7 +21,7 @@ from absl import app, flags
 from d2net_tf.data.dataset import validate_features
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import D2NetInputError
-from d2net_tf.features.extract import define_extraction_flags
+from d2net_tf.cli.extraction_flags import define_extraction_flags
 from trainers.common import run_cli
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (trainers.fit --model_dir).")
@@ -91,7 +91,7 @@ def localize_sources(model_dir: str, sources, fps: float | None, preset: str, ch
 def video_sources(path: str):
     """`sources` of `localize_sources` for a video or a folder of videos: their I3D features,
     extracted with the --*_weights flags (loaded now, so missing weights stop before anything runs)."""
-    from d2net_tf.features.extract import extractor_from_flags
+    from d2net_tf.cli.extraction_flags import extractor_from_flags
     from d2net_tf.features.video import list_videos
 
     videos = list_videos(path)

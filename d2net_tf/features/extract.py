@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from absl import flags
 
 from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.errors import D2NetInputError, DataFormatError
@@ -244,21 +243,31 @@ class FeatureStore:
         write_json_atomic(self.json_path, self.data)
 
 
-def define_extraction_flags() -> None:
-    """Flags shared by trainers.extract_features and trainers.localize --video."""
-    flags.DEFINE_string("rgb_weights", None, "RGB I3D weights (python -m d2net_tf.features.convert_i3d; BUILD.md).")
-    flags.DEFINE_string("flow_weights", None, "Flow I3D weights (python -m d2net_tf.features.convert_i3d; BUILD.md).")
-    flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "I3D compute precision.")
-    flags.DEFINE_integer("batch_snippets", 4, "Snippets per I3D call (memory ~ 16 frames x this).")
-    flags.DEFINE_integer("short_side", protocol.SHORT_SIDE, "Resize the shorter side to this (protocol: 256).")
-    flags.DEFINE_integer("crop", protocol.CROP, "Center crop size (protocol: 224; smaller only for quick tests).")
-    flags.DEFINE_bool("progress", None, "Progress bars (default: when stderr is a terminal).")
 
+def extract_videos(extractor: FeatureExtractor, videos: list[tuple[str, str]], store: FeatureStore,
+                   on_error: str = "stop", warn=None) -> list[str]:
+    """Extracts each (video_id, path) into `store`, with a progress bar over the videos.
 
-def extractor_from_flags() -> FeatureExtractor:
+    A video that cannot be decoded (VideoError) stops the run (on_error="stop") or is skipped
+    with `warn(message)` (on_error="skip"). Returns the ids of the skipped videos.
+    """
     import sys
 
-    f = flags.FLAGS
-    progress = sys.stderr.isatty() if f.progress is None else f.progress
-    return FeatureExtractor.from_weights(f.rgb_weights, f.flow_weights, f.precision, short_side=f.short_side,
-                                         crop=f.crop, batch_snippets=f.batch_snippets, progress=progress)
+    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+    outer = require("tqdm").tqdm(total=len(videos), unit="video", desc="videos", disable=not extractor.progress,
+                                 position=0, dynamic_ncols=True)
+    failed = []
+    for vid, path in videos:
+        try:
+            result = extractor.extract(path, vid, position=1)
+        except VideoError as e:
+            if on_error == "stop":
+                raise
+            failed.append(vid)
+            warn(f"skipped: {e}")
+            continue
+        finally:
+            outer.update(1)
+        store.add(vid, result)
+    outer.close()
+    return failed
