@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from d2net_tf.evaluation import THUMOS14_TIOU_THRESHOLDS, Detections, GroundTruth, evaluate_detections
-from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND, THUMOS14
+from d2net_tf.evaluation import Detections, GroundTruth, evaluate_detections
 from d2net_tf.localization import LocalizationConfig, localize_videos
 
 THUMOS_DIR = os.path.join(
@@ -99,7 +99,7 @@ def run(repeats: int = 7) -> list[dict]:
     for kind in ("random", "near-GT"):
         det = random_predictions(gt, 50_000, seed=0, near_gt=kind == "near-GT")
         for protocol in ("anet", "wtalc"):
-            t = _time(lambda: evaluate_detections(gt, det, THUMOS14_TIOU_THRESHOLDS, protocol=protocol), repeats)
+            t = _time(lambda: evaluate_detections(gt, det, THUMOS14.tiou_thresholds, protocol=protocol), repeats)
             rows.append({
                 "name": f"evaluate 50k {kind} predictions, 7 tIoU, protocol={protocol}",
                 "median_s": float(np.median(t)), "min_s": float(t.min()), "max_s": float(t.max()),

@@ -76,7 +76,8 @@ def ground_truth(n: int, snippets: int, classes: int, seed: int = 0):
 
 
 def _phase(name: str, n: int, snippets: int, classes: int, queue) -> None:
-    from d2net_tf.evaluation import THUMOS14_TIOU_THRESHOLDS, evaluate_detections
+    from d2net_tf.data.benchmarks import THUMOS14
+    from d2net_tf.evaluation import evaluate_detections
     from d2net_tf.localization import LocalizationConfig, iter_localize_videos, localize_videos
 
     config = LocalizationConfig.official("thumos14")
@@ -92,7 +93,7 @@ def _phase(name: str, n: int, snippets: int, classes: int, queue) -> None:
         det = localize_videos(video_stream(n, snippets, classes), SPS, config)
         t1 = time.perf_counter()
         gt = ground_truth(n, snippets, classes)
-        res = evaluate_detections(gt, det, THUMOS14_TIOU_THRESHOLDS, protocol="anet")
+        res = evaluate_detections(gt, det, THUMOS14.tiou_thresholds, protocol="anet")
         row.update(detections=len(det), evaluate_s=time.perf_counter() - t1, average_mAP=res["average_mAP"])
     row["seconds"] = time.perf_counter() - t0
     row["peak_rss_mb"] = _peak_rss_mb()

@@ -22,10 +22,11 @@ from d2net_tf.evaluation import (
     interpolated_prec_rec,
     load_detections_json,
     load_ground_truth_json,
+    load_wtalc_ground_truth,
+    load_wtalc_test_gt_segments,
     read_test_gt_segments,
     write_detections_json,
 )
-from d2net_tf.ground_truth import load_wtalc_ground_truth, load_wtalc_test_gt_segments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THUMOS_DIR = os.path.join(REPO, "d2net_tf", "data", "annotations", "Thumos14reduced-Annotations")

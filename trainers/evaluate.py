@@ -28,8 +28,12 @@ from d2net_tf.evaluation import (
     load_ground_truth_json,
 )
 
-from trainers import training_flags  # noqa: F401  (a model's training flagfile is accepted as is)
-from trainers.common import load_dataset_from_flags, run_cli, split_train_test
+from d2net_tf.cli import run_cli
+from d2net_tf.cli import training_flags
+from d2net_tf.cli.data_flags import dataset_from_flags
+from d2net_tf.data.loading import split_train_test
+
+training_flags.define_training_flags()  # a model's training flagfile is accepted as is
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ground_truth", None, "ActivityNet-style ground-truth JSON or a W-TALC annotation folder (then pass --subset, e.g. test).")
@@ -45,7 +49,7 @@ flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Model mode: which c
 def load_ground_truth(path: str, subset: str | None):
     """GroundTruth from an ActivityNet JSON file or a W-TALC annotation folder."""
     if os.path.isdir(path):
-        from d2net_tf.ground_truth import load_wtalc_ground_truth
+        from d2net_tf.evaluation import load_wtalc_ground_truth
 
         return load_wtalc_ground_truth(path, subset)
     return load_ground_truth_json(path, subset=subset)
@@ -83,7 +87,7 @@ def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_outp
     from d2net_tf.training import localization_config, restore_model
 
     model, cfg = restore_model(model_dir, checkpoint)
-    _, test_set = split_train_test(load_dataset_from_flags())
+    _, test_set = split_train_test(dataset_from_flags())
     if test_set.feature_dim != cfg.model.feature_dim:
         raise D2NetInputError(
             f"{model_dir}: the model expects {cfg.model.feature_dim}-dim features, the data has {test_set.feature_dim}"
