@@ -390,6 +390,26 @@ def test_cli_end_to_end(tmp_path):
     assert result["mAP"] == [1.0, 1.0] and result["protocol"] == "anet"
 
 
+def test_evaluate_predictions_file_library(tmp_path):
+    """The command's library function, called without flags: a JSON file and a W-TALC folder."""
+    from d2net_tf.evaluation import evaluate_predictions_file
+
+    gt = make_gt(GT_ROWS)
+    gt_path = str(tmp_path / "gt.json")
+    json.dump(ground_truth_to_json(gt, subset="test"), open(gt_path, "w"))
+    pred_path = str(tmp_path / "pred.json")
+    write_detections_json(pred_path, make_det([(v, c, s, e, 0.5) for v, c, s, e in GT_ROWS]), CLASSES)
+    result = evaluate_predictions_file(gt_path, pred_path, [0.1, 0.5], subset="test")
+    assert result["mAP"] == [1.0, 1.0] and result["subset"] == "test" and result["predictions"] == pred_path
+    thumos = load_thumos_test_gt()
+    sel = np.arange(0, len(thumos), 5)
+    write_detections_json(pred_path, Detections(thumos.video_ids[sel], thumos.class_ids[sel], thumos.starts[sel],
+                                                thumos.ends[sel], np.ones(sel.size)), thumos.classlist)
+    folder = evaluate_predictions_file(THUMOS_DIR, pred_path, [0.5], subset="test", protocol="wtalc",
+                                       wtalc_options={"wtalc_ap": "interpolated"})
+    assert folder["protocol"] == "wtalc" and folder["wtalc_ap"] == "interpolated" and 0 < folder["mAP"][0] <= 1
+
+
 def test_cli_wtalc_annotation_folder(tmp_path):
     gt = load_thumos_test_gt()
     pred_path = str(tmp_path / "pred.json")

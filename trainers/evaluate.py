@@ -21,12 +21,7 @@ from absl import app, flags
 
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.jsonio import read_json, write_json_atomic
-from d2net_tf.evaluation import (
-    evaluate_detections,
-    format_results_table,
-    load_detections_json,
-    load_ground_truth_json,
-)
+from d2net_tf.evaluation import evaluate_predictions_file, format_results_table
 
 from d2net_tf.cli import run_cli
 from d2net_tf.cli import training_flags
@@ -46,38 +41,11 @@ flags.DEFINE_string("detections_output", None, "Model mode: also write the detec
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Model mode: which checkpoint to evaluate.")
 
 
-def load_ground_truth(path: str, subset: str | None):
-    """GroundTruth from an ActivityNet JSON file or a W-TALC annotation folder."""
-    if os.path.isdir(path):
-        from d2net_tf.evaluation import load_wtalc_ground_truth
-
-        return load_wtalc_ground_truth(path, subset)
-    return load_ground_truth_json(path, subset=subset)
-
-
 def parse_thresholds(values: list[str]) -> list[float]:
     try:
         return [float(v) for v in values]
     except ValueError:
         raise D2NetInputError(f"--tiou_thresholds: expected comma-separated numbers, got {','.join(values)!r}")
-
-
-def evaluate_predictions_file(
-    ground_truth: str,
-    predictions: str,
-    tiou_thresholds: list[float],
-    subset: str | None = None,
-    protocol: str = "anet",
-    remove_ambiguous: bool | None = None,
-    wtalc_options: dict | None = None,
-) -> dict:
-    """Evaluates a results JSON; the library entry point of this command."""
-    gt = load_ground_truth(ground_truth, subset)
-    det = load_detections_json(predictions, gt.classlist)
-    result = evaluate_detections(gt, det, tiou_thresholds, protocol=protocol, remove_ambiguous=remove_ambiguous,
-                                 **(wtalc_options or {}))
-    result.update({"ground_truth": ground_truth, "predictions": predictions, "subset": subset})
-    return result
 
 
 def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_output: str | None = None) -> dict:

@@ -6,6 +6,7 @@
   metrics.py       interpolated (ActivityNet) and W-TALC AP; video-level classification mAP
   protocols.py     evaluate_detections under the "anet" and "wtalc" protocols (the rules of each)
   io.py            ActivityNet-format JSON files of detections and ground truth
+  predictions.py   evaluate_predictions_file: a detections file against a ground-truth file or folder
   tables.py        the Markdown results table
 
 The names below are the package's public interface; import them from `d2net_tf.evaluation`.
@@ -28,6 +29,7 @@ from d2net_tf.evaluation.io import (
     write_detections_json,
 )
 from d2net_tf.evaluation.metrics import classification_map, interpolated_prec_rec
+from d2net_tf.evaluation.predictions import evaluate_predictions_file, load_ground_truth
 from d2net_tf.evaluation.protocols import PROTOCOLS, WTALC_AP_RULES, evaluate_detections
 from d2net_tf.evaluation.tables import format_results_table
 from d2net_tf.localization import Detections, segment_iou, temporal_iou
@@ -54,4 +56,6 @@ __all__ = [
     "load_ground_truth_json",
     "ground_truth_from_dict",
     "ground_truth_to_json",
+    "load_ground_truth",
+    "evaluate_predictions_file",
 ]
