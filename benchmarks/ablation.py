@@ -22,9 +22,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from absl import app, flags
 
+from d2net_tf.cli import run_cli
+from d2net_tf.cli.data_flags import dataset_from_flags
+from d2net_tf.cli.training_flags import config_from_flags, define_training_flags, run_config_from_flags
+from d2net_tf.data.loading import split_train_test
 from d2net_tf.training import train_and_evaluate
-from trainers import training_flags
-from trainers.common import load_dataset_from_flags, run_cli, split_train_test
+
+define_training_flags()
 
 flags.DEFINE_integer("seeds", 3, "Number of seeds per variant (seeds 0..N-1).")
 flags.DEFINE_list("variants", ["ce", "focal", "dis", "d2net", "d2net_l1", "d2net_bce"], "Loss variants to train.")
@@ -50,13 +54,13 @@ def run_one(variant: str, seed: int, dataset) -> dict:
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    FLAGS.loss, FLAGS.seed = variant, seed
     train_set, test_set = split_train_test(dataset)
-    cfg = training_flags.config_from_flags(dataset.feature_dim, dataset.num_classes)
-    run = training_flags.run_config_from_flags(model_dir, verbose=0)
+    cfg = config_from_flags(dataset.feature_dim, dataset.num_classes, {"loss": variant, "seed": seed})
+    run = run_config_from_flags(model_dir, verbose=0)
     t0 = time.time()
     result = train_and_evaluate(cfg, run, train_set, test_set, log=lambda m: print(f"  [{variant} s{seed}] {m}", flush=True))
-    print(f"{variant} seed {seed}: mAP@0.5 {result['mAP'][4]:.4f} in {time.time() - t0:.0f} s", flush=True)
+    at_05 = result["mAP"][[round(t, 6) for t in result["tiou_thresholds"]].index(0.5)]
+    print(f"{variant} seed {seed}: mAP@0.5 {at_05:.4f} in {time.time() - t0:.0f} s", flush=True)
     return result
 
 
@@ -94,7 +98,7 @@ def format_table(rows: list[dict], command: str) -> str:
 @run_cli
 def main(argv):
     del argv
-    dataset = load_dataset_from_flags()
+    dataset = dataset_from_flags()
     results = {v: [run_one(v, s, dataset) for s in range(FLAGS.seeds)] for v in FLAGS.variants}
     command = "python -m benchmarks.ablation " + " ".join(sys.argv[1:])
     table = format_table(summarize(results), command)

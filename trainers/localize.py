@@ -22,7 +22,7 @@ from d2net_tf.data.dataset import validate_features
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.cli.extraction_flags import define_extraction_flags
-from trainers.common import run_cli
+from d2net_tf.cli import run_cli
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (trainers.fit --model_dir).")
 flags.DEFINE_string("features", None, "A [T, D] .npy feature file or a folder of them.")
