@@ -25,7 +25,7 @@ def env(tmp_path_factory):
             "--select_on=last")
     assert p.returncode == 0, p.stderr[-3000:]
     gt = base / "gt.json"
-    p = run("d2net_tf.ground_truth", "--annotations", data / f"{DATASET}-Annotations", "--subset", "test",
+    p = run("d2net_tf.cli.ground_truth", "--annotations", data / f"{DATASET}-Annotations", "--subset", "test",
             "--output", gt)
     assert p.returncode == 0, p.stderr
     feats = base / "video.npy"
@@ -334,13 +334,13 @@ def test_export_model_dir_without_checkpoint(env, tmp_path):
 
 @pytest.mark.slow
 def test_ground_truth_missing_annotations(tmp_path):
-    p = run("d2net_tf.ground_truth", "--annotations", tmp_path / "nope", "--output", tmp_path / "o.json")
+    p = run("d2net_tf.cli.ground_truth", "--annotations", tmp_path / "nope", "--output", tmp_path / "o.json")
     assert_one_line_error(p, "nope")
 
 
 @pytest.mark.slow
 def test_ground_truth_unwritable_output(env, tmp_path):
-    p = run("d2net_tf.ground_truth", "--annotations", env["data"] / f"{DATASET}-Annotations",
+    p = run("d2net_tf.cli.ground_truth", "--annotations", env["data"] / f"{DATASET}-Annotations",
             "--output", tmp_path / "no" / "dir" / "o.json")
     assert_one_line_error(p)
 

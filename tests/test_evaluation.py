@@ -441,22 +441,20 @@ def test_cli_malformed_json(tmp_path):
     assert len(lines) == 1 and "gt.json: malformed JSON" in lines[0]
 
 
-def test_ground_truth_cli_converts_wtalc_annotations(tmp_path, capsys):
-    pytest.importorskip("d2net_tf.data.wtalc")
-    from d2net_tf.ground_truth import main as gt_main
+def test_ground_truth_cli_converts_wtalc_annotations(tmp_path):
+    from conftest import assert_one_line_error, run_module
 
     out = str(tmp_path / "gt.json")
-    assert gt_main(["--annotations", THUMOS_DIR, "--subset", "test", "--output", out]) == 0
-    assert "212 videos, 3358 segments, 20 classes" in capsys.readouterr().out
+    p = run_module("d2net_tf.cli.ground_truth", "--annotations", THUMOS_DIR, "--subset", "test", "--output", out)
+    assert p.returncode == 0, p.stderr
+    assert "212 videos, 3358 segments, 20 classes" in p.stdout
     back = load_ground_truth_json(out, subset="test")
     direct = load_thumos_test_gt()
     assert back.classlist == direct.classlist and back.video_list == direct.video_list
     np.testing.assert_allclose(back.starts, direct.starts)
     assert back.ambiguous.keys() == direct.ambiguous.keys()
-    with pytest.raises(SystemExit) as exit_info:
-        gt_main(["--annotations", str(tmp_path / "nope"), "--output", out])
-    assert exit_info.value.code == 2
-    assert "nope: annotation folder does not exist" in capsys.readouterr().err
+    assert_one_line_error(run_module("d2net_tf.cli.ground_truth", "--annotations", tmp_path / "nope", "--output", out),
+                          "nope: annotation folder does not exist")
 
 
 # --------------------------------------------------------------------------- #
