@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from d2net_tf.data import convert, safe_npy, synthetic
-from d2net_tf.data.wtalc import ANNOTATION_FILES
+from d2net_tf.data.synthetic import annotations as syn_annotations, features as syn_features
+from d2net_tf.data.wtalc import ANNOTATION_FILES, vendored_annotation_dir
 from d2net_tf.errors import D2NetInputError
 
 DATASET = "Thumos14reduced"
@@ -70,7 +71,7 @@ def test_features_match_annotations(tiny):
         for s, e in segs:
             assert 0 <= s < e <= d + 1e-6
     # Real videos from the vendored annotations.
-    full = safe_npy.load_npy(os.path.join(synthetic.ANNOTATIONS_DIR, f"{DATASET}-Annotations", "videoname.npy"))
+    full = safe_npy.load_npy(os.path.join(vendored_annotation_dir(DATASET), "videoname.npy"))
     assert set(a["videoname"].tolist()) <= set(full.tolist())
     assert [s.decode() for s in a["subset"]] == ["validation"] * 8 + ["test"] * 4
 
@@ -151,11 +152,11 @@ def test_video_features_independent_of_order(tiny):
     """Each video has its own RNG stream: regenerating one video alone gives the same array."""
     out, _ = tiny
     feats, _ = _load(out)
-    ann = synthetic._tiny_annotations(synthetic._read_annotations(DATASET))
-    model = synthetic._build_model(synthetic.SyntheticConfig(), ann.classlist, 32, 0)
+    ann = syn_annotations.tiny_annotations(syn_annotations.read_annotations(DATASET))
+    model = syn_features.build_model(synthetic.SyntheticConfig(), ann.classlist, 32, 0)
     idx = {c: j for j, c in enumerate(ann.classlist)}
     for i in (11, 3):
-        np.testing.assert_array_equal(synthetic._video_features(model, ann, i, idx, 0), feats[i])
+        np.testing.assert_array_equal(syn_features.video_features(model, ann, i, idx, 0), feats[i])
 
 
 def test_refuses_to_overwrite(tiny, tmp_path):
