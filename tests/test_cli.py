@@ -339,34 +339,34 @@ def test_ground_truth_missing_annotations(tmp_path):
 
 
 @pytest.mark.slow
-def test_ground_truth_unwritable_output(env, tmp_path):
-    p = run("d2net_tf.cli.ground_truth", "--annotations", env["data"] / f"{DATASET}-Annotations",
+def test_ground_truth_unwritable_output(tiny_data_dir, tmp_path):
+    p = run("d2net_tf.cli.ground_truth", "--annotations", tiny_data_dir / f"{DATASET}-Annotations",
             "--output", tmp_path / "no" / "dir" / "o.json")
     assert_one_line_error(p)
 
 
 @pytest.mark.slow
-def test_convert_missing_features(env, tmp_path):
-    p = run("d2net_tf.data.convert", "--features", tmp_path / "nope.npy",
-            "--annotations", env["data"] / f"{DATASET}-Annotations", "--out", tmp_path / "o")
+def test_convert_missing_features(tiny_data_dir, tmp_path):
+    p = run("d2net_tf.cli.convert_wtalc", "--features", tmp_path / "nope.npy",
+            "--annotations", tiny_data_dir / f"{DATASET}-Annotations", "--out", tmp_path / "o")
     assert_one_line_error(p, "nope.npy")
 
 
 @pytest.mark.slow
-def test_convert_truncated_features(env, tmp_path):
+def test_convert_truncated_features(tiny_data_dir, tmp_path):
     f = tmp_path / "f.npy"
-    src = env["data"] / f"{DATASET}-I3D-JOINTFeatures.npy"
+    src = tiny_data_dir / f"{DATASET}-I3D-JOINTFeatures.npy"
     f.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
-    p = run("d2net_tf.data.convert", "--features", f, "--annotations", env["data"] / f"{DATASET}-Annotations",
+    p = run("d2net_tf.cli.convert_wtalc", "--features", f, "--annotations", tiny_data_dir / f"{DATASET}-Annotations",
             "--out", tmp_path / "o")
     assert_one_line_error(p, "f.npy")
 
 
 @pytest.mark.slow
-def test_convert_out_is_a_file(env, tmp_path):
+def test_convert_out_is_a_file(tiny_data_dir, tmp_path):
     (tmp_path / "o").write_text("x")
-    p = run("d2net_tf.data.convert", "--features", env["data"] / f"{DATASET}-I3D-JOINTFeatures.npy",
-            "--annotations", env["data"] / f"{DATASET}-Annotations", "--out", tmp_path / "o" / "sub")
+    p = run("d2net_tf.cli.convert_wtalc", "--features", tiny_data_dir / f"{DATASET}-I3D-JOINTFeatures.npy",
+            "--annotations", tiny_data_dir / f"{DATASET}-Annotations", "--out", tmp_path / "o" / "sub")
     assert_one_line_error(p)
 
 

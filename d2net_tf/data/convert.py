@@ -8,8 +8,7 @@
 The inputs are read with `safe_npy.load_npy` (restricted unpickler). The output
 folder is built in a temporary folder next to OUT and renamed into place.
 
-Usage:
-  python -m d2net_tf.data.convert --features X-I3D-JOINTFeatures.npy --annotations X-Annotations/ --out DIR
+The command line is d2net_tf.cli.convert_wtalc (`d2net-convert-wtalc`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import numpy as np
 
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.data.wtalc import load_wtalc_annotations, wtalc_to_activitynet
-from d2net_tf.cli import run_cli
 from d2net_tf.errors import D2NetInputError, DataFormatError
 
 
@@ -90,31 +88,3 @@ def convert(features_path: str, annotation_dir: str, out_dir: str, *, overwrite:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"out": out_dir, "num_videos": n, "total_snippets": int(total), "classes": len(dataset.classlist)}
 
-
-@run_cli
-def main(argv: list[str]) -> int:
-    from absl import flags
-
-    del argv
-    f = flags.FLAGS
-    summary = convert(f.features, f.annotations, f.out, overwrite=f.overwrite)
-    print(f"wrote {summary['num_videos']} videos ({summary['total_snippets']} snippets, "
-          f"{summary['classes']} classes) to {summary['out']}")
-    return 0
-
-
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("features", None, "W-TALC {DATASET}-I3D-JOINTFeatures.npy.")
-    flags.DEFINE_string("annotations", None, "W-TALC {DATASET}-Annotations/ folder.")
-    flags.DEFINE_string("out", None, "Output folder (features/ and ground_truth.json).")
-    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out.")
-    flags.mark_flags_as_required(["features", "annotations", "out"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
