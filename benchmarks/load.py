@@ -36,7 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
-SPS = 25.0 / 16.0
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND as SPS
 
 
 def _peak_rss_mb() -> float:

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from d2net_tf.data.benchmarks import THUMOS14
 from d2net_tf.data.ground_truth_json import GroundTruthTable
 from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
@@ -58,7 +59,7 @@ def read_test_gt_segments(path: str | None = None) -> tuple[tuple[tuple[str, flo
     restricted unpickler; cached per path.
     """
     if path is None:
-        path = os.path.join(vendored_annotation_dir("Thumos14reduced"), TEST_GT_SEGMENTS_FILE)
+        path = os.path.join(vendored_annotation_dir(THUMOS14.file_prefix), TEST_GT_SEGMENTS_FILE)
     return _read_test_gt_segments(os.path.abspath(path))
 
 
