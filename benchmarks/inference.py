@@ -73,15 +73,16 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
     _set_threads(threads)
     import tensorflow as tf
 
-    from d2net_tf.config import LossConfig, ModelConfig
+    from d2net_tf.config import ModelConfig
     from d2net_tf.inference import compiled_forward
     from d2net_tf.localization import LocalizationConfig
-    from d2net_tf.model import build_model
-    from d2net_tf.serving import ServingModule, export_saved_model
+    from d2net_tf.modeling import build_network
+    from d2net_tf.export.saved_model import write_saved_model
+    from d2net_tf.serving import ServingModule
 
     tf.keras.utils.set_random_seed(0)
     mcfg = ModelConfig(feature_dim=feature_dim, num_classes=num_classes, dropout=0.0)
-    model = build_model(mcfg, LossConfig())
+    model = build_network(mcfg)
     rng = np.random.default_rng(0)
     model.x_ref.assign(rng.normal(size=feature_dim // 2).astype(np.float32))
     classlist = [f"class_{i}" for i in range(num_classes)]
@@ -99,7 +100,7 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
             tf.constant(x), tf.sequence_mask(n, x.shape[1], tf.float32))["tcam"].numpy()
     tmp = tempfile.mkdtemp(prefix="d2net-bench-")
     if "savedmodel_serving_default" not in skip or "savedmodel_localize" not in skip:
-        path = export_saved_model(ServingModule(model, classlist, LocalizationConfig.official()), tmp)
+        path = write_saved_model(ServingModule(model, classlist, LocalizationConfig.official()), tmp)
         loaded = tf.saved_model.load(path)
         serve, localize = loaded.signatures["serving_default"], loaded.signatures["localize"]
         if "savedmodel_serving_default" not in skip:
@@ -113,17 +114,17 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
         name = f"tflite_{q}"
         if name in skip:
             continue
-        from export.tflite import convert_model, make_interpreter
+        from d2net_tf.export.tflite import convert_network, make_interpreter
 
         t0 = time.time()
-        data = convert_model(model, q)
+        data = convert_network(model, q)
         sizes[name] = len(data)
         log(f"{name}: {len(data) / 1e6:.1f} MB, converted in {time.time() - t0:.1f} s")
         interp = make_interpreter(model_content=data, num_threads=threads)
         runners[name] = (lambda it: lambda x, n: it.get_signature_runner("serving_default")(
             features=x, lengths=np.asarray(n, np.int32))["tcam"])(interp)
     if "onnxruntime" not in skip:
-        from export.onnx import convert_model as onnx_convert, make_session
+        from d2net_tf.export.onnx import convert_network as onnx_convert, make_session
 
         data = onnx_convert(model)
         sizes["onnxruntime"] = len(data)

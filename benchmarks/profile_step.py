@@ -68,7 +68,7 @@ def profile(precision: str, steps: int = 6) -> tuple[list[dict], list[dict], flo
     cfg.model.feature_dim, cfg.model.num_classes = 2048, 20
     cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
     model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True))
-    batches = make_batches(thumos_lengths(), 2048, 3, packed=True, gap=model.packing_gap())
+    batches = make_batches(thumos_lengths(), 2048, 3, packed=True, gap=model.network.packing_gap())
     real = sum(b["real"] for b in batches) / len(batches)
     tensors = [{k: tf.constant(v) for k, v in b.items() if k not in ("real", "convolved")} for b in batches]
     step = tf.function(model.train_step, reduce_retracing=True)

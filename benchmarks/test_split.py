@@ -31,7 +31,8 @@ from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
 from d2net_tf.inference import predict_videos
 from d2net_tf.localization import localize_videos
-from d2net_tf.training import RunConfig, create_model, localization_config
+from d2net_tf.localization import localization_config
+from d2net_tf.training import RunConfig, create_model
 
 OFFICIAL_TOTAL_S = 22.8
 
@@ -49,7 +50,7 @@ def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
     outputs = {}
 
     def forward():
-        outputs["videos"] = [(v, t, a) for v, t, a, _ in predict_videos(model, test)]
+        outputs["videos"] = [(v, t, a) for v, t, a, _ in predict_videos(model.network, test)]
 
     def localize():
         outputs["det"] = localize_videos(outputs["videos"], test.snippets_per_second, loc)

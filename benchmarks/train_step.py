@@ -71,7 +71,7 @@ class PreparedStep:
         cfg.model.feature_dim, cfg.model.num_classes = feature_dim, 20
         cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1  # every step is a denoising step
         self.model = create_model(cfg, RunConfig(model_dir="", precision=precision, jit_compile=jit, packed=packed))
-        batches = make_batches(lengths, feature_dim, 6, packed=packed, gap=self.model.packing_gap())
+        batches = make_batches(lengths, feature_dim, 6, packed=packed, gap=self.model.network.packing_gap())
         self.tensors = [{k: tf.constant(v) for k, v in b.items() if k not in ("real", "convolved")} for b in batches]
         self.real = int(np.sum([b["real"] for b in batches]))
         self.convolved = int(np.sum([b["convolved"] for b in batches]))

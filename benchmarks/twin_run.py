@@ -94,10 +94,10 @@ def make_batch(rng: np.random.Generator, batch_size: int, feature_dim: int, num_
     return {"features": features, "mask": mask, "labels": labels, "lengths": lengths}
 
 
-def dark_direction(model, norm: float) -> np.ndarray:
+def dark_direction(network, norm: float) -> np.ndarray:
     """[D]: per stream, minus the sum of the initial classifier's class vectors, scaled to `norm`
     in total. Snippets along it score below 0.5 for every class at the start."""
-    parts = [-np.sum(s.classifier.kernel.numpy()[0], axis=1) for s in (model.rgb_stream, model.flow_stream)]
+    parts = [-np.sum(s.classifier.kernel.numpy()[0], axis=1) for s in (network.rgb_stream, network.flow_stream)]
     d = np.concatenate(parts)
     return (norm * d / np.linalg.norm(d)).astype(np.float64)
 
@@ -162,7 +162,7 @@ def copy_ours_to_official(ours, ref, optimizer=None) -> None:
     with torch.no_grad():
         for official_name, our_name in LAYERS:
             conv = getattr(ref, official_name)
-            layers = [getattr(s, our_name) for s in (ours.rgb_stream, ours.flow_stream)]
+            layers = [getattr(s, our_name) for s in (ours.network.rgb_stream, ours.network.flow_stream)]
             for slot, value in slots.items():
                 if slot != "param" and optimizer is None:
                     continue
@@ -186,7 +186,7 @@ def weights_pair(ours, ref) -> dict:
         w = conv.weight.detach().numpy()
         b = conv.bias.detach().numpy()
         half = w.shape[0] // 2
-        for g, stream in enumerate((ours.rgb_stream, ours.flow_stream)):
+        for g, stream in enumerate((ours.network.rgb_stream, ours.network.flow_stream)):
             layer = getattr(stream, our_name)
             rows = slice(g * half, (g + 1) * half)
             out[f"{stream.name}/{our_name}/kernel"] = (layer.kernel.numpy(), np.transpose(w[rows], (2, 1, 0)))
@@ -247,7 +247,7 @@ def _prepare(steps, batch_size, feature_dim, num_classes, max_len, pdmi_iter, lr
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as d:
         ours = build_ours(feature_dim, num_classes, batch_size, lr, pdmi_iter, dropout, d, seed)
-    dark = dark_direction(ours, 3.0 * np.sqrt(feature_dim))
+    dark = dark_direction(ours.network, 3.0 * np.sqrt(feature_dim))
     inputs = make_inputs(steps, batch_size, feature_dim, num_classes, max_len, seed, dropout, dark)
     return ours, inputs, official_args(lr=lr, batch_size=batch_size, pdmi_iter=pdmi_iter)
 

@@ -7,6 +7,8 @@ deviations taken from the official code are the named `LossConfig` options.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -461,6 +463,7 @@ def d2net_losses(
     perm: tf.Tensor,
     cfg: LossConfig,
     denoise: tf.Tensor | bool = True,
+    gather: Callable[[dict], dict] | None = None,
 ) -> dict[str, tf.Tensor]:
     """All loss terms of a mini-batch for the variant `cfg.variant` (Eq. 1 and 11).
 
@@ -469,11 +472,17 @@ def d2net_losses(
     `x_ref` [D] (the background reference after this step's Eq. 8 EMA update). The snippet
     term is measured against the updated x_ref (`snippet_uses_updated_xref`, official) or
     the one passed in.
+
+    `gather` (default: the identity) concatenates per-video statistics of every replica along
+    axis 0: with it each replica passes its share of the global batch and gets the losses of
+    the global batch (`perm` then pairs the global batch). The snippet statistics are measured
+    against x_ref after this step's update, which needs the whole batch: they are gathered second.
     """
-    stats = per_video_statistics(tcam, embeddings, labels, mask, cfg)
+    gather = gather or (lambda stats: stats)
+    stats = gather(per_video_statistics(tcam, embeddings, labels, mask, cfg))
     new_ref = updated_reference(stats, x_ref, cfg)
     ref = new_ref if cfg.snippet_uses_updated_xref else x_ref
-    stats.update(snippet_statistics(tcam, embeddings, labels, mask, ref, cfg))
+    stats.update(gather(snippet_statistics(tcam, embeddings, labels, mask, ref, cfg)))
     terms = losses_from_statistics(stats, perm, cfg, denoise)
     terms["x_ref"] = new_ref
     return terms

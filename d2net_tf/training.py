@@ -20,17 +20,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.checkpoint_files import remove_stale_temp_checkpoints, save_checkpoint, save_once
 from d2net_tf.config import RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.jsonio import read_json, write_json_atomic
+from d2net_tf.localization import localization_config
 from d2net_tf.inference import evaluate_model
-from d2net_tf.localization import LocalizationConfig
-from d2net_tf.model import D2Net, build_model
-from d2net_tf.model_dir_lock import ModelDirLock
+from d2net_tf.model_dir import (
+    ModelDirLock,
+    create_model_dir,
+    remove_stale_temp_checkpoints,
+    save_checkpoint,
+    save_once,
+    training_checkpoint,
+)
 from d2net_tf.optimizers import FusedAdam, FusedAdamW
+from d2net_tf.task import D2NetTask, build_task
 
 
 
@@ -77,12 +83,6 @@ def split_heldout(train: VideoDataset, fraction: float, seed: int) -> tuple[Vide
     return train.select(np.sort(perm[n_held:])), train.select(np.sort(perm[:n_held]))
 
 
-def localization_config(preset: str, dataset_name: str, topk_divisor: float) -> LocalizationConfig:
-    dataset = "activitynet" if dataset_name.lower().startswith("activitynet") else "thumos14"
-    base = LocalizationConfig.official(dataset) if preset == "official" else LocalizationConfig.paper(dataset)
-    return dataclasses.replace(base, topk_divisor=float(topk_divisor))
-
-
 def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
     t = cfg.train
     eps = dict(epsilon=t.adam_epsilon, epsilon_mode=t.adam_epsilon_mode)
@@ -91,8 +91,8 @@ def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
     return FusedAdam(t.learning_rate, **eps)  # "l2" (TrainConfig validates the mode)
 
 
-def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
-    """A compiled D2Net whose optimizer variables exist (so checkpoints restore them)."""
+def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2NetTask:
+    """A compiled D2NetTask whose optimizer variables exist (so checkpoints restore them)."""
     if run is not None and run.precision not in ("float32", "mixed_bfloat16"):
         raise D2NetInputError(f"precision must be 'float32' or 'mixed_bfloat16', got {run.precision!r}")
     if run is not None and run.packed and not cfg.model.rezero_padding:
@@ -101,11 +101,9 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
     keras.mixed_precision.set_global_policy(run.precision if run else "float32")
     try:
         wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
-        model = build_model(cfg.model, cfg.loss, wd)
+        model = build_task(cfg.model, cfg.loss, wd, cfg.train.seed, cfg.train.skip_nonpositive_loss)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    model.seed = cfg.train.seed
-    model.skip_nonpositive_loss = cfg.train.skip_nonpositive_loss
     jit = bool(run and run.jit_compile)
     model.compile(optimizer=make_optimizer(cfg), jit_compile=jit)
     if jit and not model.jit_compile:  # Keras only warns and runs without XLA
@@ -115,48 +113,10 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2Net:
     return model
 
 
-def seed_generator_states(model: keras.Model) -> list:
-    """The state variables of the Keras seed generators (dropout) in `model`, in layer order.
-
-    Keras does not track them for tf.train.Checkpoint; without them a resumed run would draw
-    other dropout masks than an uninterrupted one.
-    """
-    states = []
-    for layer in model._flatten_layers():
-        for gen in getattr(layer, "_seed_generators", None) or []:
-            states.append(gen.state)
-    return states
-
-
-def checkpoint_for(model: D2Net) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(model=model, optimizer=model.optimizer, dropout_rng=seed_generator_states(model))
-
-
 def make_deterministic(seed: int) -> None:
     """Seeds Python, NumPy, TF and Keras (weight init, dropout) and forces deterministic TF ops."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def restore_model(model_dir: str, which: str = "best") -> tuple[D2Net, D2NetConfig]:
-    """Loads `MODEL_DIR/config.json` and the best (or latest) checkpoint."""
-    cfg_path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(cfg_path):
-        raise D2NetInputError(f"{model_dir}: not a model directory (no config.json)")
-    record = read_json(cfg_path)
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise D2NetInputError(f"{cfg_path}: expected an object with a 'config' object (written by trainers.fit)")
-    try:
-        cfg = D2NetConfig.from_dict(record["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise D2NetInputError(f"{cfg_path}: invalid 'config' ({e})")
-    model = create_model(cfg)
-    folder = os.path.join(model_dir, "best") if which == "best" else model_dir
-    path = tf.train.latest_checkpoint(folder) or tf.train.latest_checkpoint(model_dir)
-    if path is None:
-        raise D2NetInputError(f"{model_dir}: no checkpoint found")
-    checkpoint_for(model).restore(path).expect_partial()
-    return model, cfg
 
 
 class _StopFlag:
@@ -206,7 +166,7 @@ def train_and_evaluate(
 ) -> dict:
     """Trains (resuming from MODEL_DIR when it holds checkpoints), selects, evaluates, writes results.json.
 
-    The job holds MODEL_DIR's lock (model_dir_lock) from before its first write to its end: a
+    The job holds MODEL_DIR's lock (model_dir.ModelDirLock) from before its first write to its end: a
     second job on the same directory is refused. Multi-worker: only the chief, which alone writes
     the checkpoints, takes it.
     """
@@ -229,31 +189,25 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> dict:
-    cfg_path = os.path.join(run.model_dir, "config.json")
-    record = {"config": cfg.to_dict(), "run": dataclasses.asdict(run), "dataset": train_set.name,
-              "classlist": list(train_set.classlist), "snippets_per_second": train_set.snippets_per_second}
-    if os.path.exists(cfg_path):
-        old = read_json(cfg_path)
-        if not isinstance(old, dict) or old.get("config") != record["config"]:
-            raise D2NetInputError(
-                f"{cfg_path}: MODEL_DIR holds a run with a different configuration; "
-                "use a new --model_dir (nothing was overwritten)"
-            )
-    write_json_atomic(cfg_path, record)
+    # config.json: the resolved LocalizationConfig too, which selection, the final evaluation and
+    # every later command (evaluate, localize, export) use.
+    record = create_model_dir(run.model_dir, cfg, dataclasses.asdict(run), train_set.name, train_set.classlist,
+                              train_set.snippets_per_second,
+                              localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor))
 
     fit_set, select_set = train_set, None
     if run.select_on == "heldout":
         fit_set, select_set = split_heldout(train_set, run.heldout_fraction, cfg.train.seed)
     elif run.select_on == "test":
         select_set = test_set
-    loc_cfg = localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor)
+    loc_cfg = record.localization
     selection_options = run.wtalc_options()
     if run.select_on == "heldout":  # test_gt_segments.npy covers only the test split
         selection_options["wtalc_ground_truth"] = "segments"
 
     with strategy.scope():  # variables mirrored on every replica; x_ref synchronised (see D2Net)
         model = create_model(cfg, run)
-    ckpt = checkpoint_for(model)
+    ckpt = training_checkpoint(model)
     # Multi-worker: every worker takes part in each save (collectives), but only the chief
     # writes into MODEL_DIR; the others write to a private folder and all resume from the chief's.
     ckpt_root = run.model_dir if chief else tempfile.mkdtemp(prefix="d2net-worker-ckpt-")
@@ -267,7 +221,7 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
         try:
             status.assert_existing_objects_matched()
         except AssertionError:  # written before the dropout RNG state was checkpointed
-            tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(
+            tf.train.Checkpoint(model=model.checkpoint_state(), optimizer=model.optimizer).restore(
                 latest).assert_existing_objects_matched()
             log(f"warning: {latest} has no dropout RNG state (older version): "
                 "the resumed run draws other dropout masks than an uninterrupted one would")
@@ -284,7 +238,7 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
         step = int(model.train_steps.numpy())
         while step < total and not model.stop_training:
             n = min(run.eval_every - step % run.eval_every, total - step)
-            gap = model.packing_gap() if run.packed else None
+            gap = model.network.packing_gap() if run.packed else None
             data = distributed_training_dataset(strategy, fit_set, cfg.train.batch_size, cfg.train.max_seqlen,
                                                 cfg.train.seed, step, gap, cfg.train.batch_sampling)
             hist = model.fit(data, steps_per_epoch=n, epochs=1, verbose=run.verbose, shuffle=False, callbacks=[step_cb, tb])
@@ -303,7 +257,7 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
                 tf.summary.scalar("learning_rate", float(model.optimizer.learning_rate.numpy()))
                 tf.summary.scalar("nonfinite_steps", int(model.nonfinite_steps.numpy()))
                 if select_set is not None:
-                    res, _ = evaluate_model(model, select_set, loc_cfg, protocol=run.protocol,
+                    res, _ = evaluate_model(model.network, select_set, loc_cfg, protocol=run.protocol,
                                             wtalc_options=selection_options)
                     map05 = res["mAP"][list(res["tiou_thresholds"]).index(0.5)] if 0.5 in res["tiou_thresholds"] else res["average_mAP"]
                     tf.summary.scalar(f"{run.select_on}/mAP@0.5", map05)
@@ -322,7 +276,7 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
         ckpt.restore(best_manager.latest_checkpoint).expect_partial()
     else:
         save_checkpoint(best_manager, int(model.train_steps.numpy()))
-    result, _ = evaluate_model(model, test_set, loc_cfg, protocol=run.protocol, wtalc_options=run.wtalc_options())
+    result, _ = evaluate_model(model.network, test_set, loc_cfg, protocol=run.protocol, wtalc_options=run.wtalc_options())
     result.update(
         selected_on=run.select_on,
         selected_step=best["step"] if run.select_on != "last" else int(model.train_steps.numpy()),

@@ -36,8 +36,7 @@ def _toy_dataset(n=10, seed=5):
 
 
 def test_sample_crops_match_pipeline():
-    from d2net_tf.data.pipeline import pad_videos, sample_training_batch
-    from d2net_tf.distribute import replica_batch, sample_crops
+    from d2net_tf.data.pipeline import pad_videos, sample_crops, sample_training_batch
 
     ds = _toy_dataset()
     for step in range(4):
@@ -47,17 +46,20 @@ def test_sample_crops_match_pipeline():
         np.testing.assert_array_equal(idx, want["video_index"])
         np.testing.assert_array_equal(got["features"], want["features"])
         np.testing.assert_array_equal(got["mask"], want["mask"])
-        parts = [replica_batch(ds, B, 12, 3, step, r, 2) for r in range(2)]
-        np.testing.assert_array_equal(np.concatenate([p["labels"] for p in parts]), want["labels"])
-        np.testing.assert_array_equal(np.concatenate([p["video_index"] for p in parts]), want["video_index"])
+        # The replicas' padded shares concatenate to the single-device batch (same padded length).
+        parts = [sample_training_batch(ds, B, 12, 3, step, replica_id=r, num_replicas=2) for r in range(2)]
+        for key in ("features", "mask", "labels", "video_index"):
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), want[key], err_msg=key)
 
 
-def test_replica_batch_rejects_indivisible_batch():
-    from d2net_tf.distribute import replica_batch
+def test_replica_share_rejects_indivisible_batch():
+    from d2net_tf.data.pipeline import sample_training_batch, training_dataset
     from d2net_tf.errors import D2NetInputError
 
     with pytest.raises(D2NetInputError, match="divisible"):
-        replica_batch(_toy_dataset(), 5, 12, 0, 0, 0, 2)
+        sample_training_batch(_toy_dataset(), 5, 12, 0, 0, replica_id=0, num_replicas=2)
+    with pytest.raises(D2NetInputError, match="divisible"):
+        training_dataset(_toy_dataset(), 5, 12, 0, replica_ids=(0,), num_replicas=2)
 
 
 def test_make_strategy_names():
@@ -108,7 +110,7 @@ def _worker() -> dict:
     from d2net_tf.config import preset
     from d2net_tf.data.pipeline import pad_videos, training_dataset
     from d2net_tf.distribute import distributed_training_dataset
-    from d2net_tf.model import build_model
+    from d2net_tf.task import build_task
 
     def make_model():
         keras.utils.set_random_seed(0)
@@ -118,7 +120,7 @@ def _worker() -> dict:
         cfg.model.dropout, cfg.model.init = 0.0, "glorot"
         cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
         cfg.loss.bg_threshold = 0.3  # some snippets with lambda < 0.7: non-zero x_bg, w_fb > 0
-        m = build_model(cfg.model, cfg.loss, weight_decay=1e-3)
+        m = build_task(cfg.model, cfg.loss, weight_decay=1e-3)
         m.x_ref.assign(np.random.default_rng(0).normal(size=D // 2).astype("float32"))
         m.compile(optimizer=keras.optimizers.Adam(1e-2))
         m.optimizer.build(m.trainable_variables)
@@ -159,7 +161,7 @@ def _worker() -> dict:
 
     @tf.function
     def grads_fn(b):
-        t, g = strategy.run(lambda b: dist.distributed_gradients(b)[:2], args=(b,))
+        t, g = strategy.run(lambda b: dist.gradients(b)[:2], args=(b,))
         return t, [strategy.reduce("SUM", x, axis=None) for x in g]
 
     t2, g2 = grads_fn(values)

@@ -37,8 +37,8 @@ def _write(self, prefix, options=None):
         os._exit(137)
     return orig(self, prefix, options=options)
 tf.train.Checkpoint._write = _write
-from trainers import fit
-app.run(fit.main, argv=["trainers.fit"] + sys.argv[1:])
+from d2net_tf.cli import fit
+app.run(fit.main, argv=["d2net_tf.cli.fit"] + sys.argv[1:])
 """
 
 
@@ -157,7 +157,7 @@ def test_sigterm_stops_cleanly_after_writing_a_checkpoint(data_dir, tmp_path):
 
 def _tiny_with_nan(data_dir):
     from d2net_tf.data.wtalc import load_wtalc_dataset
-    from trainers.common import split_train_test
+    from d2net_tf.data.loading import split_train_test
 
     train, test = split_train_test(load_wtalc_dataset(str(data_dir), "Thumos14reduced", feature_dim=32, warn=lambda m: None))
     # bypass the loader's validation: poison every training video
@@ -191,7 +191,7 @@ def test_resume_from_a_checkpoint_without_dropout_rng_state(data_dir, tmp_path):
     from d2net_tf.config import preset
     from d2net_tf.data.wtalc import load_wtalc_dataset
     from d2net_tf.training import RunConfig, create_model, train_and_evaluate
-    from trainers.common import split_train_test
+    from d2net_tf.data.loading import split_train_test
 
     train, test = split_train_test(load_wtalc_dataset(str(data_dir), "Thumos14reduced", feature_dim=32, warn=lambda m: None))
     cfg = preset("official", "thumos14")
@@ -199,7 +199,7 @@ def test_resume_from_a_checkpoint_without_dropout_rng_state(data_dir, tmp_path):
     cfg.train.num_steps, cfg.train.batch_size = 2, 4
     model_dir = str(tmp_path / "m")
     legacy = create_model(cfg)
-    tf.train.Checkpoint(model=legacy, optimizer=legacy.optimizer).save(os.path.join(model_dir, "ckpt"))
+    tf.train.Checkpoint(model=legacy.checkpoint_state(), optimizer=legacy.optimizer).save(os.path.join(model_dir, "ckpt"))
     logs = []
     run = RunConfig(model_dir=model_dir, eval_every=2, checkpoint_every=2, select_on="last", verbose=0)
     train_and_evaluate(cfg, run, train, test, log=logs.append)

@@ -10,7 +10,7 @@ import pytest
 from d2net_tf.config import preset
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.inference import predict_videos
-from d2net_tf.model import build_model
+from d2net_tf.modeling import build_network
 
 
 def _dataset(lengths, d, c, seed=0):
@@ -29,7 +29,7 @@ def test_packed_inference_equals_videos_alone(kernel, dilation, max_snippets):
     cfg = preset("official")
     cfg.model.feature_dim, cfg.model.num_classes = 16, 4
     cfg.model.kernel_size, cfg.model.dilation, cfg.model.init = kernel, dilation, "glorot"
-    model = build_model(cfg.model, cfg.loss)
+    model = build_network(cfg.model, cfg.loss.topk_divisor)
     model.x_ref.assign(np.linspace(0.1, 1.0, 8).astype("float32"))
     ds = _dataset([5, 17, 3, 33, 12, 60], 16, 4)  # the 60-snippet video exceeds max_snippets=40
     seen = []

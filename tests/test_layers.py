@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from d2net_tf.layers import TemporalConv
+from d2net_tf.modeling.layers import TemporalConv
 
 
 @pytest.mark.parametrize("kernel,dilation,time", [(3, 1, 10), (5, 2, 7), (5, 2, 1), (3, 1, 1), (1, 1, 4), (3, 3, 5)])
@@ -52,7 +52,7 @@ def test_temporal_conv_config_round_trip_and_even_kernel_refused():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_dropout16_keep_fraction_and_scale(dtype):
-    from d2net_tf.layers import Dropout16
+    from d2net_tf.modeling.layers import Dropout16
 
     layer = Dropout16(0.7, seed=3, dtype="mixed_bfloat16" if dtype == "bfloat16" else "float32")
     x = tf.ones([1, 500, 400], dtype)
@@ -70,7 +70,7 @@ def test_dropout16_keep_fraction_and_scale(dtype):
 
 
 def test_dropout16_rng_state_inference_and_config():
-    from d2net_tf.layers import Dropout16
+    from d2net_tf.modeling.layers import Dropout16
 
     x = tf.random.stateless_normal([2, 30, 8], seed=[1, 2])
     a, b = Dropout16(0.5, seed=11), Dropout16(0.5, seed=11)

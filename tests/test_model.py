@@ -1,4 +1,4 @@
-"""Tests for d2net_tf.layers.TemporalConvStream and d2net_tf.model.D2Net (issue 3).
+"""Tests for d2net_tf.modeling (TemporalConvStream, the D2Net network) and d2net_tf.task.D2NetTask.
 
 Config round trips, padding invariance, training step (loss decrease, x_ref EMA, L2 weight
 decay, non-finite skip) and checkpoint/restore including x_ref and the optimizer state.
@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses
 import inspect
+import json
 
 import keras
 import numpy as np
@@ -17,9 +18,10 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
+from conftest import compile_model, make_batch
 from d2net_tf.config import LossConfig, ModelConfig, TrainConfig, preset
-from d2net_tf.layers import TemporalConvStream
-from d2net_tf.model import D2Net, build_model
+from d2net_tf.modeling import D2Net, TemporalConvStream, build_network
+from d2net_tf.task import D2NetTask, build_task
 
 FEAT, NCLS = 8, 3  # feature_dim (channels 4 per stream), classes
 
@@ -30,40 +32,12 @@ def model_cfg(**kw):
     return ModelConfig(**base)
 
 
-def make_batch(lengths=(10, 7, 5), t=10, seed=0, garbage=True):
-    rng = np.random.default_rng(seed)
-    b = len(lengths)
-    mask = np.zeros((b, t), np.float32)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1.0
-    feats = rng.normal(size=(b, t, FEAT)).astype(np.float32)
-    if garbage:  # padded positions hold garbage that must not leak
-        feats = np.where(mask[..., None] > 0, feats, rng.uniform(-50, 50, feats.shape)).astype(np.float32)
-    else:
-        feats = feats * mask[..., None]
-    labels = np.zeros((b, NCLS), np.float32)
-    for i in range(b):
-        labels[i, i % NCLS] = 1.0
-    perm = np.roll(np.arange(b), 1).astype(np.int32)  # a fixed derangement
-    return dict(features=feats, mask=mask, labels=labels, perm=perm)
-
-
 def dataset(batch, steps):
     return tf.data.Dataset.from_tensors({k: tf.constant(v) for k, v in batch.items()}).repeat(steps)
 
 
 def fit(model, batch, steps=1):
     model.fit(dataset(batch, steps), epochs=1, verbose=0, shuffle=False)
-
-
-def compile_model(model, lr=1e-3, jit_compile=False, run_eagerly=False):
-    """Adam; XLA off by default (tracing + XLA compilation dominates these tiny tests).
-
-    Tests of the step's arithmetic run eagerly (fast); the loss-decrease, non-finite-skip and
-    checkpoint tests run the compiled train_step.
-    """
-    model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=jit_compile, run_eagerly=run_eagerly)
-    return model
 
 
 def trainable_values(model):
@@ -136,12 +110,11 @@ D2_LOSS = LossConfig(
 
 @pytest.mark.parametrize("how", ["from_config", "deserialize"])
 def test_d2net_config_roundtrip(how):
-    model = build_model(D2_MODEL, D2_LOSS, weight_decay=0.005)
+    model = build_network(D2_MODEL, D2_LOSS.topk_divisor)
     set_xref(model)
     cfg = model.get_config()
     assert cfg["model_config"] == dataclasses.asdict(D2_MODEL)
-    assert cfg["loss_config"] == dataclasses.asdict(D2_LOSS)
-    assert cfg["weight_decay"] == 0.005
+    assert cfg["topk_divisor"] == 4.0
     if how == "from_config":
         clone = D2Net.from_config(cfg)
     else:
@@ -151,7 +124,7 @@ def test_d2net_config_roundtrip(how):
         clone = keras.saving.deserialize_keras_object(ser)
     assert isinstance(clone, D2Net)
     assert clone.get_config() == cfg
-    assert clone.mcfg == D2_MODEL and clone.lcfg == D2_LOSS and clone.weight_decay == 0.005
+    assert clone.mcfg == D2_MODEL and clone.topk_divisor == 4.0
     if not clone.built:
         clone.build((None, None, FEAT))
     clone.set_weights(model.get_weights())  # includes x_ref
@@ -161,6 +134,40 @@ def test_d2net_config_roundtrip(how):
     b = clone(batch["features"], snippet_mask=batch["mask"], training=False)
     for k in ("tcam", "embeddings", "attention", "video_scores"):
         np.testing.assert_allclose(b[k].numpy(), a[k].numpy(), rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_d2net_config_of_a_combined_model_loads_as_the_network():
+    """A D2Net config saved while the network also held the losses keeps its top-k divisor."""
+    cfg = build_network(D2_MODEL, 4.0).get_config()
+    old = {k: v for k, v in cfg.items() if k != "topk_divisor"}
+    old.update(loss_config=dataclasses.asdict(D2_LOSS), weight_decay=0.005)
+    assert D2Net.from_config(old).get_config() == cfg
+
+
+@pytest.mark.parametrize("how", ["from_config", "deserialize"])
+def test_task_config_roundtrip(how):
+    task = build_task(D2_MODEL, D2_LOSS, weight_decay=0.005, seed=7, skip_nonpositive_loss=False)
+    task.evaluate_denoising = False
+    cfg = task.get_config()
+    assert cfg["loss_config"] == dataclasses.asdict(D2_LOSS)
+    assert (cfg["weight_decay"], cfg["seed"], cfg["skip_nonpositive_loss"], cfg["evaluate_denoising"]) == (
+        0.005, 7, False, False)
+    if how == "from_config":
+        clone = D2NetTask.from_config(cfg)
+    else:
+        clone = keras.saving.deserialize_keras_object(
+            json.loads(json.dumps(keras.saving.serialize_keras_object(task))))
+    assert isinstance(clone, D2NetTask) and isinstance(clone.network, D2Net)
+    json_form = lambda c: json.loads(json.dumps(c))  # noqa: E731  (tuples read back as lists)
+    assert json_form(clone.get_config()) == json_form(cfg)
+    assert clone.network.mcfg == D2_MODEL and clone.lcfg == D2_LOSS
+    assert (clone.weight_decay, clone.seed, clone.skip_nonpositive_loss, clone.evaluate_denoising) == (
+        0.005, 7, False, False)
+
+
+def test_task_refuses_a_network_with_another_topk_divisor():
+    with pytest.raises(ValueError, match="topk_divisor"):
+        D2NetTask(build_network(D2_MODEL, 8.0), dataclasses.asdict(D2_LOSS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +181,7 @@ def test_d2net_config_roundtrip(how):
 def test_padded_batch_equals_single_video(residual, kd, ckd):
     cfg = model_cfg(kernel_size=kd[0], dilation=kd[1], classifier_kernel_size=ckd[0], classifier_dilation=ckd[1],
                     residual=residual)
-    model = build_model(cfg, LossConfig())
+    model = build_task(cfg, LossConfig())
     # Non-zero biases so that a leak of conv(bias) into padding would show.
     for v in model.trainable_variables:
         if "bias" in v.path:
@@ -194,7 +201,7 @@ def test_padded_batch_equals_single_video(residual, kd, ckd):
 
 def test_padding_does_not_change_losses_through_model():
     cfg_l = dataclasses.replace(preset("official").loss, denoise_start_step=0, denoise_every=1)
-    model = build_model(model_cfg(), cfg_l)
+    model = build_task(model_cfg(), cfg_l)
     set_xref(model)
     batch = make_batch(lengths=(10, 7, 5), t=10, seed=3)
     longer = dict(batch)
@@ -248,7 +255,7 @@ def test_training_decreases_loss(variant, jit, op_determinism_off):
     # x_ref held fixed (momentum 1) so that the loss before and after is the same function.
     loss_cfg = dataclasses.replace(preset("official").loss, variant=variant, denoise_start_step=0, denoise_every=1,
                                    xref_momentum=1.0)
-    model = build_model(model_cfg(), loss_cfg)
+    model = build_task(model_cfg(), loss_cfg)
     compile_model(model, jit_compile=jit, run_eagerly=not jit)
     set_xref(model)
     batch = make_batch(lengths=(10, 9, 8, 10), t=10, seed=5)
@@ -287,7 +294,7 @@ def test_create_model_refuses_a_jit_compile_that_keras_would_turn_off(op_determi
 def test_train_step_updates_xref_ema(source):
     keras.utils.set_random_seed(1)
     loss_cfg = dataclasses.replace(preset("official").loss, xref_source=source)
-    model = build_model(model_cfg(), loss_cfg)
+    model = build_task(model_cfg(), loss_cfg)
     compile_model(model, run_eagerly=True)
     set_xref(model)
     x_ref0 = model.x_ref.numpy().copy()
@@ -313,7 +320,7 @@ def test_l2_weight_decay_matches_manual_adam():
     keras.utils.set_random_seed(2)
     wd, lr = 0.05, 1e-2
     loss_cfg = dataclasses.replace(preset("official").loss, denoise_start_step=0, denoise_every=1)
-    model = build_model(model_cfg(), loss_cfg, weight_decay=wd)
+    model = build_task(model_cfg(), loss_cfg, weight_decay=wd)
     compile_model(model, lr, run_eagerly=True)
     set_xref(model)
     batch = make_batch(lengths=(10, 8, 6), t=10, seed=7)
@@ -335,7 +342,7 @@ def test_l2_weight_decay_matches_manual_adam():
 
 def test_nonfinite_step_is_skipped():
     keras.utils.set_random_seed(3)
-    model = build_model(model_cfg(), preset("official").loss)
+    model = build_task(model_cfg(), preset("official").loss)
     compile_model(model)
     set_xref(model)
     batch = make_batch(seed=8)
@@ -370,13 +377,13 @@ def test_checkpoint_restore_roundtrip(tmp_path):
     wd = 5e-4
     batch = make_batch(lengths=(10, 8, 6), t=10, seed=9)
 
-    model = build_model(model_cfg(), loss_cfg, weight_decay=wd)
+    model = build_task(model_cfg(), loss_cfg, weight_decay=wd)
     compile_model(model)
     set_xref(model)
     fit(model, batch, steps=2)
     path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
 
-    fresh = build_model(model_cfg(), loss_cfg, weight_decay=wd)
+    fresh = build_task(model_cfg(), loss_cfg, weight_decay=wd)
     compile_model(fresh)
     fresh.optimizer.build(fresh.trainable_variables)
     status = tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).restore(path)
@@ -400,7 +407,7 @@ def test_checkpoint_restore_roundtrip(tmp_path):
 
 
 def test_test_step_reports_loss_terms():
-    model = build_model(model_cfg(), preset("paper").loss)
+    model = build_task(model_cfg(), preset("paper").loss)
     compile_model(model)
     res = model.evaluate(dataset(make_batch(seed=10), 2), verbose=0, return_dict=True)
     for k in ("loss", "dis", "snippet", "video", "w_fb", "w_fg", "w_bg"):
@@ -408,7 +415,7 @@ def test_test_step_reports_loss_terms():
 
 
 def test_nonfinite_padding_does_not_leak():
-    model = build_model(model_cfg(), LossConfig())
+    model = build_task(model_cfg(), LossConfig())
     batch = make_batch(lengths=(10, 6), t=10, seed=11)
     feats = batch["features"].copy()
     feats[1, 6:] = np.nan
@@ -419,7 +426,7 @@ def test_nonfinite_padding_does_not_leak():
 
 def test_skipped_step_not_averaged_into_metrics():
     keras.utils.set_random_seed(5)
-    model = compile_model(build_model(model_cfg(), preset("official").loss), run_eagerly=True)
+    model = compile_model(build_task(model_cfg(), preset("official").loss), run_eagerly=True)
     good = make_batch(seed=12)
     bad = dict(good, features=good["features"].copy())
     bad["features"][0, 0, 0] = np.nan
@@ -435,7 +442,7 @@ def test_step_without_valid_videos_is_skipped_like_the_official():
     """Official `if total_loss > 0`: a batch with no valid video (loss 0) changes no weight and
     does not advance Adam (L2 would otherwise move the weights); the step counter advances."""
     keras.utils.set_random_seed(4)
-    model = build_model(model_cfg(), preset("official").loss, weight_decay=5e-4)
+    model = build_task(model_cfg(), preset("official").loss, weight_decay=5e-4)
     compile_model(model, 1e-2)
     set_xref(model)
     batch = make_batch(lengths=(4, 3, 2))  # all shorter than 5 snippets: no valid video
@@ -453,18 +460,18 @@ def test_step_without_valid_videos_is_skipped_like_the_official():
 
 def test_embeddings_after_dropout_in_training_only():
     cfg = dataclasses.replace(model_cfg(), dropout=0.5, embeddings_after_dropout=True, rezero_padding=True)
-    model = build_model(cfg, LossConfig())
+    model = build_task(cfg, LossConfig())
     batch = make_batch(garbage=False)
     mult = np.where(np.random.default_rng(0).random(batch["features"].shape) < 0.5, 0.0, 2.0).astype("float32")
     out = model(batch["features"], snippet_mask=batch["mask"], training=True, dropout_multiplier=mult)
     plain = model(batch["features"], snippet_mask=batch["mask"], training=False)
     half = FEAT // 2
-    emb = 0.5 * (model.rgb_stream(batch["features"][..., :half], snippet_mask=batch["mask"])[0]
-                 * mult[..., :half] + model.flow_stream(batch["features"][..., half:], snippet_mask=batch["mask"])[0]
+    emb = 0.5 * (model.network.rgb_stream(batch["features"][..., :half], snippet_mask=batch["mask"])[0]
+                 * mult[..., :half] + model.network.flow_stream(batch["features"][..., half:], snippet_mask=batch["mask"])[0]
                  * mult[..., half:])
     np.testing.assert_allclose(out["embeddings"].numpy(), emb.numpy(), rtol=1e-5, atol=1e-6)
     assert not np.allclose(out["embeddings"].numpy(), plain["embeddings"].numpy())
-    before = build_model(dataclasses.replace(cfg, embeddings_after_dropout=False), LossConfig())
+    before = build_task(dataclasses.replace(cfg, embeddings_after_dropout=False), LossConfig())
     before.set_weights(model.get_weights())
     got = before(batch["features"], snippet_mask=batch["mask"], training=True, dropout_multiplier=mult)
     np.testing.assert_allclose(got["embeddings"].numpy(), plain["embeddings"].numpy(), rtol=1e-5, atol=1e-6)

@@ -50,11 +50,11 @@ def test_official_pairing_indices_hand_made_case():
 def test_reference_network_equals_d2net_official_preset(torch):
     from benchmarks.official_reference import build
     from d2net_tf.config import preset
-    from d2net_tf.model import build_model
+    from d2net_tf.modeling import build_network
 
     cfg = preset("official")
     cfg.model.feature_dim, cfg.model.num_classes = D, C
-    ours = build_model(cfg.model, cfg.loss)
+    ours = build_network(cfg.model, cfg.loss.topk_divisor)
     ref, _ = build(D, C, seed=0)
     for stream, ref_stream in ((ours.rgb_stream, ref.rgb), (ours.flow_stream, ref.flow)):
         for layer, conv in ((stream.conv1, ref_stream.conv1), (stream.conv2, ref_stream.conv2),

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from d2net_tf.config import preset
 from d2net_tf.data.pipeline import pack_videos, pad_videos
-from d2net_tf.model import build_model
+from d2net_tf.task import build_task
 
 D, C = 16, 5
 
@@ -24,7 +24,7 @@ def _model(kernel, dilation, ck, cd, seed=0, name="official_fixed"):
     cfg.model.classifier_kernel_size, cfg.model.classifier_dilation = ck, cd
     cfg.model.dropout, cfg.model.init = 0.0, "glorot"
     cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
-    model = build_model(cfg.model, cfg.loss)
+    model = build_task(cfg.model, cfg.loss)
     model.x_ref.assign(np.random.default_rng(seed).random(D // 2).astype("float32"))
     return model
 
@@ -38,7 +38,7 @@ def _videos(seed=1, lengths=(7, 3, 12, 5)):
 def test_packed_outputs_equal_each_video_alone(kernel, dilation, ck, cd):
     model = _model(kernel, dilation, ck, cd)
     videos = _videos()
-    batch = {k: tf.constant(v) for k, v in pack_videos(videos, model.packing_gap()).items()}
+    batch = {k: tf.constant(v) for k, v in pack_videos(videos, model.network.packing_gap()).items()}
     batch["labels"] = tf.zeros((len(videos), C))
     out, mask = model.forward_batch(batch)
     for b, v in enumerate(videos):
@@ -67,7 +67,7 @@ def test_packed_loss_terms_equal_padded(variant):
     labels = np.eye(C, dtype=np.float32)[[0, 2, 2, 4]]
     perm = tf.constant([1, 2, 3, 0])
     padded = {k: tf.constant(v) for k, v in pad_videos(videos).items()}
-    packed = {k: tf.constant(v) for k, v in pack_videos(videos, model.packing_gap()).items()}
+    packed = {k: tf.constant(v) for k, v in pack_videos(videos, model.network.packing_gap()).items()}
     terms = []
     for batch in (padded, packed):
         batch["labels"] = tf.constant(labels)
@@ -96,7 +96,7 @@ def test_packed_and_padded_training_steps_agree():
 
 
 def test_unpack_videos_gradient_equals_gather_gradient():
-    from d2net_tf.model import unpack_videos
+    from d2net_tf.task import unpack_videos
 
     rng = np.random.default_rng(4)
     batch = pack_videos([np.zeros((n, 2), np.float32) for n in (4, 7, 1, 6)], 2)

@@ -7,12 +7,13 @@ step counter saved in every checkpoint.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from d2net_tf.data.dataset import VideoDataset
+from d2net_tf.errors import D2NetInputError
 
 
 SAMPLING = ("with_replacement", "without_replacement")
@@ -45,12 +46,19 @@ def sample_crops(
     return crops, idx
 
 
+def replica_share(batch_size: int, num_replicas: int) -> int:
+    """Videos per replica of a global batch (every replica holds the same number)."""
+    if batch_size % num_replicas:
+        raise D2NetInputError(f"batch_size {batch_size} is not divisible by the {num_replicas} replicas")
+    return batch_size // num_replicas
+
+
 def sample_training_batch(
     dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, step: int, pack_gap: int | None = None,
-    sampling: str = "without_replacement",
+    sampling: str = "without_replacement", replica_id: int = 0, num_replicas: int = 1,
 ) -> dict[str, np.ndarray]:
     """Batch `step`: B videos drawn at random (without replacement when possible), each longer
-    than `max_seqlen` cropped to a random window.
+    than `max_seqlen` cropped to a random window; on N replicas, replica r's share of it.
 
     Padded (pack_gap None): features [B, T, D] float32, mask [B, T] float32 (1 = real
     snippet), padded to the batch maximum. Packed (pack_gap = g >= 0): the B videos in one
@@ -58,17 +66,27 @@ def sample_training_batch(
     unpack_index [B, T] int32 (position in L of each video's snippet t) and
     video_mask [B, T]; no convolution runs on padding (see `pack_videos`).
     Both: labels [B, C] float32, video_index [B] int64 (index into `dataset`).
+
+    Replica r of N gets videos [r B/N, (r+1) B/N) of the batch, padded to the length of the
+    whole batch's longest video, so the replicas' padded batches concatenate to the
+    single-device batch (padding leaks into a video's outputs without `rezero_padding`); a
+    packed sequence cannot be split on axis 0, so each replica packs its own B/N videos.
     """
+    per = replica_share(batch_size, num_replicas)
+    lo, hi = replica_id * per, (replica_id + 1) * per
     crops, idx = sample_crops(dataset, batch_size, max_seqlen, seed, step, sampling)
-    batch = pad_videos(crops) if pack_gap is None else pack_videos(crops, pack_gap)
-    batch["labels"] = dataset.labels[idx].astype(np.float32)
-    batch["video_index"] = idx.astype(np.int64)
+    if pack_gap is None:
+        batch = pad_videos(crops[lo:hi], length=max(c.shape[0] for c in crops))
+    else:
+        batch = pack_videos(crops[lo:hi], pack_gap)
+    batch["labels"] = dataset.labels[idx[lo:hi]].astype(np.float32)
+    batch["video_index"] = idx[lo:hi].astype(np.int64)
     return batch
 
 
-def pad_videos(videos: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """[T_i, D] arrays -> features [B, T, D] zero-padded to the longest, mask [B, T]."""
-    length = max(v.shape[0] for v in videos)
+def pad_videos(videos: list[np.ndarray], length: int | None = None) -> dict[str, np.ndarray]:
+    """[T_i, D] arrays -> features [B, T, D] zero-padded to `length` (default: the longest), mask [B, T]."""
+    length = max(v.shape[0] for v in videos) if length is None else length
     features = np.zeros((len(videos), length, videos[0].shape[1]), np.float32)
     mask = np.zeros((len(videos), length), np.float32)
     for b, v in enumerate(videos):
@@ -101,27 +119,37 @@ def pack_videos(videos: list[np.ndarray], gap: int) -> dict[str, np.ndarray]:
 def training_dataset(
     dataset: VideoDataset, batch_size: int, max_seqlen: int, seed: int, start_step: int = 0,
     pack_gap: int | None = None, sampling: str = "without_replacement",
+    replica_ids: Sequence[int] = (0,), num_replicas: int = 1,
 ) -> tf.data.Dataset:
-    """Endless tf.data pipeline of training batches from `start_step` on, prefetched."""
+    """Endless tf.data pipeline of training batches from `start_step` on, prefetched.
+
+    Per step it yields the `sample_training_batch` shares of `replica_ids` (of `num_replicas`)
+    in that order: one device is replica 0 of 1; a tf.distribute worker passes its local
+    replicas (tf.distribute hands consecutive elements of a worker's dataset to its replicas
+    in turn)."""
     d, c = dataset.feature_dim, dataset.num_classes
+    per = replica_share(batch_size, num_replicas)
+    replica_ids = list(replica_ids)
 
     def gen() -> Iterator[dict[str, np.ndarray]]:
         step = start_step
         while True:
-            yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step, pack_gap, sampling)
+            for r in replica_ids:
+                yield sample_training_batch(dataset, batch_size, max_seqlen, seed, step, pack_gap, sampling,
+                                            r, num_replicas)
             step += 1
 
-    rows = batch_size if pack_gap is None else 1
+    rows = per if pack_gap is None else 1
     spec = {
         "features": tf.TensorSpec([rows, None, d], tf.float32),
         "mask": tf.TensorSpec([rows, None], tf.float32),
-        "labels": tf.TensorSpec([batch_size, c], tf.float32),
-        "video_index": tf.TensorSpec([batch_size], tf.int64),
+        "labels": tf.TensorSpec([per, c], tf.float32),
+        "video_index": tf.TensorSpec([per], tf.int64),
     }
     if pack_gap is not None:
-        spec["unpack_index"] = tf.TensorSpec([batch_size, None], tf.int32)
-        spec["video_mask"] = tf.TensorSpec([batch_size, None], tf.float32)
-    return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2)
+        spec["unpack_index"] = tf.TensorSpec([per, None], tf.int32)
+        spec["video_mask"] = tf.TensorSpec([per, None], tf.float32)
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).prefetch(2 * len(replica_ids))
 
 
 def evaluation_packs(

@@ -1,5 +1,5 @@
-"""TemporalConv and TemporalConvStream: D2-Net's temporal conv layers and one of its two
-identical parallel streams (paper Sec. 3, Fig. 2)."""
+"""TemporalConv, Dropout16 and TemporalConvStream: D2-Net's temporal conv layers, its dropout and
+one of its two identical parallel streams (paper Sec. 3, Fig. 2)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class Dropout16(keras.layers.Layer):
     (E[output] = input exactly). Half the random numbers of `keras.layers.Dropout`, and unbiased
     in bfloat16: Keras draws the uniform in the input's dtype, and a bfloat16 uniform keeps
     0.2965 instead of 0.3 at rate 0.7 (measured). The RNG state is a `keras.random.SeedGenerator`
-    (checkpointed with the model, see `training.seed_generator_states`).
+    (checkpointed with the model, see `model_dir.seed_generator_states`).
 
     Input any shape; output the same shape and dtype. Identity outside training.
     `multiplier` (same shape as the input) replaces the random draw: output = input x multiplier
