@@ -33,8 +33,12 @@ def load_per_video_dataset(
     min_snippets: int = 2,
     name: str = "custom",
     warn: Callable[[str], None] = print,
+    mmap: bool = False,
 ) -> VideoDataset:
-    """Loads a per-video dataset; videos without a feature file are skipped with one warning."""
+    """Loads a per-video dataset; videos without a feature file are skipped with one warning.
+
+    mmap: features are lazy memory-mapped reads (`sources.NpyVideo`: the headers are checked
+    now, the values when a batch reads them) instead of arrays loaded now."""
     gt = read_json(ground_truth_json)
     if not isinstance(gt, dict):
         raise DataFormatError(f"{ground_truth_json}: expected a JSON object at the top level")
@@ -66,7 +70,12 @@ def load_per_video_dataset(
         y[table.class_ids[rows]] = 1.0
         path = os.path.join(feature_dir, f"{vid}.npy")
         feat = None
-        if os.path.exists(path):
+        if os.path.exists(path) and mmap:
+            from d2net_tf.data.sources import open_npy_video
+
+            feat = open_npy_video(path, vid, feature_dim)
+            feature_dim = feat.shape[1] if feature_dim is None else feature_dim
+        elif os.path.exists(path):
             feat = validate_features(load_npy(path), source=path, video_id=vid, feature_dim=feature_dim)
             feature_dim = feat.shape[1] if feature_dim is None else feature_dim
         vids.append(vid)
