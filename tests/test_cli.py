@@ -373,5 +373,5 @@ def test_convert_out_is_a_file(tiny_data_dir, tmp_path):
 @pytest.mark.slow
 def test_synthetic_out_is_a_file(tmp_path):
     (tmp_path / "o").write_text("x")
-    p = run("d2net_tf.data.synthetic", "--preset=tiny", "--out", tmp_path / "o" / "sub")
+    p = run("d2net_tf.cli.synthetic", "--preset=tiny", "--out", tmp_path / "o" / "sub")
     assert_one_line_error(p)

@@ -202,7 +202,7 @@ def test_streaming_writer_matches_np_load(tmp_path):
 
 def test_command_line(tmp_path):
     out = str(tmp_path / "cli")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "d2net_tf.data.synthetic", *args],
+    run = lambda *args: subprocess.run([sys.executable, "-m", "d2net_tf.cli.synthetic", *args],
                                        capture_output=True, text=True, timeout=120)
     r = run("--preset", "tiny", "--out", out, "--feature_dim", "8", "--seed", "2")
     assert r.returncode == 0, r.stderr

@@ -35,10 +35,7 @@ favour any loss.
 
 Modules: config.py (SyntheticConfig), annotations.py (the real annotations, the tiny set),
 features.py (the feature model), npy_writer.py (streaming object .npy), generator.py
-(`generate` and the command line).
-
-Usage:
-  python -m d2net_tf.data.synthetic --preset thumos14 --out DIR [--feature_dim 2048] [--seed 0]
+(`generate`). The command line is d2net_tf.cli.synthetic (`d2net-synthetic`).
 """
 
 from d2net_tf.data.synthetic.annotations import TINY_MAX_SNIPPETS, TINY_TEST_CLASSES, TINY_VALIDATION_CLASSES

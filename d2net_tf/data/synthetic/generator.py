@@ -1,4 +1,4 @@
-"""`generate`: a complete synthetic W-TALC-layout dataset for a preset, and its command line."""
+"""`generate`: a complete synthetic W-TALC-layout dataset for a preset (command line: d2net_tf.cli.synthetic)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from d2net_tf.cli import run_cli
 from d2net_tf.data.benchmarks import ACTIVITYNET12, THUMOS14, BenchmarkSpec
 from d2net_tf.data.synthetic.annotations import read_annotations, tiny_annotations, write_annotations
 from d2net_tf.data.synthetic.config import SyntheticConfig
@@ -130,29 +129,3 @@ def generate(
     }
     return summary
 
-
-@run_cli
-def main(argv: list[str]) -> int:
-    from absl import flags
-
-    del argv
-    flags_ = flags.FLAGS
-    summary = generate(flags_.preset, flags_.out, flags_.feature_dim, flags_.seed, overwrite=flags_.overwrite,
-                       log=print)
-    print(f"wrote {summary['dataset']} ({summary['preset']}) to {flags_.out}")
-    print(f"  videos: {summary['num_videos']} " + ", ".join(f"{k}: {v}" for k, v in summary["videos_per_subset"].items()))
-    print(f"  snippets: {summary['total_snippets']}  feature_dim: {summary['feature_dim']}")
-    print(f"  size on disk: {summary['bytes_on_disk'] / 2**20:.1f} MiB  time: {summary['seconds']:.1f} s  "
-          f"peak RSS: {summary['peak_rss_mb']:.0f} MiB")
-    return 0
-
-
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_enum("preset", "thumos14", sorted(PRESETS), "Which real annotations to put features on.")
-    flags.DEFINE_string("out", None, "Output folder.")
-    flags.DEFINE_integer("feature_dim", None, "Feature width D (even); default: 2048, or 32 for tiny.")
-    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same bytes).")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of the same name in --out.")
-    flags.mark_flag_as_required("out")
