@@ -88,3 +88,48 @@ def test_synthetic_generator_and_loader_agree_with_the_record(tmp_path):
     expected = np.maximum(1, np.round(ds.durations * bench.snippets_per_second))
     np.testing.assert_array_equal(lengths, expected)
     np.testing.assert_array_equal(synthetic.num_snippets(ds.durations), expected)
+
+
+def _code_tokens(path):
+    import tokenize
+
+    with open(path, "rb") as f:
+        return [t for t in tokenize.tokenize(f.readline)
+                if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)]
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:  # 0o644, 0x1f, ...
+        return None
+
+
+def test_the_snippet_rate_is_written_once():
+    """No module but data/benchmarks.py spells 25 / 16 in code (docstrings may quote it)."""
+    import glob
+    import tokenize
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    offenders = []
+    for path in glob.glob(os.path.join(root, "d2net_tf", "**", "*.py"), recursive=True):
+        if path.endswith(os.path.join("data", "benchmarks.py")):
+            continue
+        toks = [t for t in _code_tokens(path) if t.type != tokenize.STRING]
+        for a, b, c in zip(toks, toks[1:], toks[2:]):
+            if a.type == c.type == tokenize.NUMBER and b.string == "/" and (_number(a.string), _number(c.string)) == (25, 16):
+                offenders.append(f"{os.path.relpath(path, root)}:{a.start[0]}")
+    assert not offenders, offenders
+
+
+def test_every_default_rate_is_the_records():
+    from d2net_tf.data.dataset import VideoDataset
+    from d2net_tf.data.ground_truth_json import GroundTruthTable, parse_ground_truth
+    from d2net_tf.features import protocol
+
+    rate = THUMOS14.snippets_per_second
+    assert VideoDataset.__dataclass_fields__["snippets_per_second"].default == rate
+    assert GroundTruthTable([], [], [], [], ["a"]).snippets_per_second == rate
+    assert parse_ground_truth({"database": {}}, "x").snippets_per_second == rate
+    assert protocol.FPS / protocol.SNIPPET_FRAMES == rate
+    np.testing.assert_array_equal(synthetic.num_snippets(np.array([16.0, 1.6])), [25, 2])
