@@ -375,12 +375,17 @@ def run_cli(*args):
     )
 
 
-def test_cli_end_to_end(tmp_path):
-    gt = make_gt(GT_ROWS)
+def _perfect_files(tmp_path):
+    """A ground-truth JSON of GT_ROWS (subset "test") and a results JSON that predicts exactly them."""
     gt_path = str(tmp_path / "gt.json")
-    json.dump(ground_truth_to_json(gt, subset="test"), open(gt_path, "w"))
+    json.dump(ground_truth_to_json(make_gt(GT_ROWS), subset="test"), open(gt_path, "w"))
     pred_path = str(tmp_path / "pred.json")
     write_detections_json(pred_path, make_det([(v, c, s, e, 0.5) for v, c, s, e in GT_ROWS]), CLASSES)
+    return gt_path, pred_path
+
+
+def test_cli_end_to_end(tmp_path):
+    gt_path, pred_path = _perfect_files(tmp_path)
     out = str(tmp_path / "out.json")
     proc = run_cli("--ground_truth", gt_path, "--predictions", pred_path, "--tiou_thresholds", "0.1,0.5",
                    "--subset", "test", "--output", out)
@@ -394,11 +399,7 @@ def test_evaluate_predictions_file_library(tmp_path):
     """The command's library function, called without flags: a JSON file and a W-TALC folder."""
     from d2net_tf.evaluation import evaluate_predictions_file
 
-    gt = make_gt(GT_ROWS)
-    gt_path = str(tmp_path / "gt.json")
-    json.dump(ground_truth_to_json(gt, subset="test"), open(gt_path, "w"))
-    pred_path = str(tmp_path / "pred.json")
-    write_detections_json(pred_path, make_det([(v, c, s, e, 0.5) for v, c, s, e in GT_ROWS]), CLASSES)
+    gt_path, pred_path = _perfect_files(tmp_path)
     result = evaluate_predictions_file(gt_path, pred_path, [0.1, 0.5], subset="test")
     assert result["mAP"] == [1.0, 1.0] and result["subset"] == "test" and result["predictions"] == pred_path
     thumos = load_thumos_test_gt()
