@@ -1,6 +1,6 @@
-"""Tests for d2net_tf.losses against an independent numpy implementation (issue 3, Eq. 1-11).
+"""Tests for d2net_tf.losses against an independent numpy implementation (Eq. 1-11).
 
-The numpy reference below is written from the equations in the issue, with explicit Python
+The numpy reference below is written from the paper's equations, with explicit Python
 loops over videos and explicit P / Y matrices; it never calls the TF code.
 """
 
@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 
 from d2net_tf import losses as L
-from d2net_tf.config import LossConfig, preset
+from d2net_tf.config import LOSS_VARIANTS, LossConfig, preset
+from d2net_tf.scores import topk_count_tf, video_scores_tf
 
 B, T, D, C = 4, 9, 6, 5
 LENGTHS = (9, 7, 4, 8)  # video 2 has < 5 valid snippets (skipped in L_Dis by the official preset)
@@ -368,7 +369,7 @@ def assert_terms_close(got, want, rtol=1e-4, atol=1e-5):
 @pytest.mark.parametrize("preset_name,dataset", PRESETS, ids=PRESET_IDS)
 def test_video_scores(inp, preset_name, dataset):
     cfg = loss_cfg(preset_name, dataset)
-    got = L.video_scores(tf.constant(inp["tcam"]), tf.constant(inp["mask"]), cfg.topk_divisor).numpy()
+    got = video_scores_tf(tf.constant(inp["tcam"]), tf.constant(inp["mask"]), cfg.topk_divisor).numpy()
     np.testing.assert_allclose(got, np_video_scores(inp["tcam"], inp["mask"], cfg.topk_divisor), rtol=1e-5, atol=1e-6)
 
 
@@ -376,8 +377,8 @@ def test_topk_count():
     mask = np.zeros((4, 20), np.float32)
     for b, n in enumerate((1, 8, 9, 20)):
         mask[b, :n] = 1
-    np.testing.assert_array_equal(L.topk_count(tf.constant(mask), 8.0).numpy(), [1, 1, 2, 3])
-    np.testing.assert_array_equal(L.topk_count(tf.constant(mask), 4.0).numpy(), [1, 2, 3, 5])
+    np.testing.assert_array_equal(topk_count_tf(tf.reduce_sum(mask, 1), 8.0).numpy(), [1, 1, 2, 3])
+    np.testing.assert_array_equal(topk_count_tf(tf.reduce_sum(mask, 1), 4.0).numpy(), [1, 2, 3, 5])
 
 
 def test_video_scores_hand():
@@ -385,7 +386,7 @@ def test_video_scores_hand():
     # the larger padded value must be ignored.
     tcam = np.array([[0.1, 0.9, 0.3, 0.8, 0.2, 0.0, 0.0, 0.0, 0.0, 0.99]], np.float32)[..., None]
     mask = np.array([[1] * 9 + [0]], np.float32)
-    np.testing.assert_allclose(L.video_scores(tcam, mask, 8.0).numpy(), [[0.85]], rtol=1e-6)
+    np.testing.assert_allclose(video_scores_tf(tcam, mask, 8.0).numpy(), [[0.85]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("preset_name,dataset", PRESETS, ids=PRESET_IDS)
@@ -875,3 +876,26 @@ def test_d2net_losses_gradients_finite(inp):
                              tf.constant(inp["x_ref"]), tf.constant(PERM), cfg)
     g_t, g_x = tape.gradient(out["loss"], [tcam, x])
     assert np.all(np.isfinite(g_t.numpy())) and np.all(np.isfinite(g_x.numpy()))
+
+
+# --------------------------------------------------------------------------------------------
+# Loss variants
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_config_variant_has_one_variant_object():
+    assert tuple(L.VARIANTS) == LOSS_VARIANTS
+    for name, variant in L.VARIANTS.items():
+        assert variant.name == name and L.variant_for(LossConfig(variant=name)) is variant
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS)
+def test_variant_statistics_are_what_the_losses_produce(inp, variant):
+    """Each variant declares the per-video statistics its losses read; exactly those are computed."""
+    cfg = LossConfig(variant=variant)
+    args = [tf.constant(inp[k]) for k in ("tcam", "x", "labels", "mask")]
+    stats = L.per_video_statistics(*args, cfg)
+    stats.update(L.snippet_statistics(*args, tf.constant(inp["x_ref"]), cfg))
+    assert sorted(stats) == sorted(L.variant_for(cfg).statistics)
+    terms = L.losses_from_statistics(stats, tf.constant(PERM), cfg)
+    assert all(np.isfinite(v.numpy()) for v in terms.values())

@@ -11,8 +11,9 @@ import keras
 from keras import ops
 
 from d2net_tf.config import ModelConfig
-from d2net_tf.losses import bottom_up_attention, video_scores
+from d2net_tf.losses.denoising import bottom_up_attention
 from d2net_tf.modeling.layers import TemporalConvStream
+from d2net_tf.scores import video_scores_tf
 
 
 @keras.saving.register_keras_serializable(package="d2net_tf")
@@ -83,7 +84,7 @@ class D2Net(keras.Model):
             "tcam": tcam,
             "embeddings": embeddings,
             "attention": bottom_up_attention(embeddings, self.x_ref) * ops.cast(mask, "float32"),
-            "video_scores": video_scores(tcam, mask, self.topk_divisor),
+            "video_scores": video_scores_tf(tcam, mask, self.topk_divisor),
         }
 
     def packing_gap(self) -> int:
