@@ -3,7 +3,7 @@
 A `VideoDataset` whose `features[i]` is a *lazy video* (`LazyVideo`: `.shape` known up front,
 rows read from disk on indexing / `np.asarray`) works unchanged in every consumer: the
 training batches (`pipeline.sample_crops` reads `features[i].shape` and slices a crop),
-`distribute.replica_batch`, `select` / `subset` (they copy the handles, not the data),
+the per-replica shares of a batch, `select` / `subset` (they copy the handles, not the data),
 `drop_unusable_videos` and the evaluation packs. So training batch i is still a pure
 function of (seed, i), whatever the layout: resuming at step i reproduces the batches of an
 uninterrupted run exactly, and every worker of a multi-worker job draws the same global batch
