@@ -3,6 +3,9 @@
 Layouts of `data_dir`:
   wtalc      {prefix}-I3D-JOINTFeatures.npy and {prefix}-Annotations/ (d2net_tf.data.wtalc)
   per_video  features/{video_id}.npy and ground_truth.json (d2net_tf.data.per_video)
+  per_video_mmap  the same, read lazily by memory-mapping (d2net_tf.data.sources.NpyVideo)
+  tfrecord   indexed TFRecord shards + tfrecord_index.json (d2net_tf.data.sources; written by
+             python -m trainers.convert_tfrecord); read lazily, one seek per video
 where prefix is the benchmark's W-TALC file prefix (e.g. Thumos14reduced).
 """
 
@@ -15,7 +18,7 @@ from d2net_tf.data.benchmarks import benchmark_for, find_benchmark
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.errors import D2NetInputError
 
-LAYOUTS = ("wtalc", "per_video")
+LAYOUTS = ("wtalc", "per_video", "per_video_mmap", "tfrecord")
 
 
 def load_dataset(data_dir: str, benchmark: str = "thumos14", layout: str = "wtalc", *, feature_dim: int = 2048,
@@ -43,11 +46,15 @@ def load_dataset(data_dir: str, benchmark: str = "thumos14", layout: str = "wtal
         from d2net_tf.data.wtalc import load_wtalc_dataset
 
         return load_wtalc_dataset(data_dir, name, feature_dim=feature_dim, min_snippets=min_snippets, warn=warn)
+    if layout == "tfrecord":
+        from d2net_tf.data.sources import load_tfrecord_dataset
+
+        return load_tfrecord_dataset(data_dir, feature_dim=feature_dim, min_snippets=min_snippets, warn=warn)
     from d2net_tf.data.per_video import load_per_video_dataset
 
     return load_per_video_dataset(
         os.path.join(data_dir, "features"), os.path.join(data_dir, "ground_truth.json"),
-        feature_dim=feature_dim, min_snippets=min_snippets, name=name, warn=warn,
+        feature_dim=feature_dim, min_snippets=min_snippets, name=name, warn=warn, mmap=layout == "per_video_mmap",
     )
 
 
