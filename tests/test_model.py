@@ -110,11 +110,12 @@ D2_LOSS = LossConfig(
 
 @pytest.mark.parametrize("how", ["from_config", "deserialize"])
 def test_d2net_config_roundtrip(how):
-    model = build_network(D2_MODEL, D2_LOSS.topk_divisor)
+    model = D2Net(dataclasses.asdict(D2_MODEL), D2_LOSS.topk_divisor, seed=11)
+    model.build((None, None, FEAT))
     set_xref(model)
     cfg = model.get_config()
     assert cfg["model_config"] == dataclasses.asdict(D2_MODEL)
-    assert cfg["topk_divisor"] == 4.0
+    assert cfg["topk_divisor"] == 4.0 and cfg["seed"] == 11
     if how == "from_config":
         clone = D2Net.from_config(cfg)
     else:
@@ -124,7 +125,8 @@ def test_d2net_config_roundtrip(how):
         clone = keras.saving.deserialize_keras_object(ser)
     assert isinstance(clone, D2Net)
     assert clone.get_config() == cfg
-    assert clone.mcfg == D2_MODEL and clone.topk_divisor == 4.0
+    assert clone.mcfg == D2_MODEL and clone.topk_divisor == 4.0 and clone.seed == 11
+    assert (clone.rgb_stream.drop.seed, clone.flow_stream.drop.seed) == (11, 12)
     if not clone.built:
         clone.build((None, None, FEAT))
     clone.set_weights(model.get_weights())  # includes x_ref
@@ -139,7 +141,7 @@ def test_d2net_config_roundtrip(how):
 def test_d2net_config_of_a_combined_model_loads_as_the_network():
     """A D2Net config saved while the network also held the losses keeps its top-k divisor."""
     cfg = build_network(D2_MODEL, 4.0).get_config()
-    old = {k: v for k, v in cfg.items() if k != "topk_divisor"}
+    old = {k: v for k, v in cfg.items() if k not in ("topk_divisor", "seed")}
     old.update(loss_config=dataclasses.asdict(D2_LOSS), weight_decay=0.005)
     assert D2Net.from_config(old).get_config() == cfg
 

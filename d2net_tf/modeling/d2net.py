@@ -34,13 +34,17 @@ class D2Net(keras.Model):
       model_config: dict of `ModelConfig` fields (default: ModelConfig()).
       topk_divisor: float, 8.0. k = ceil(s / topk_divisor) of the video scores
         (`LossConfig.topk_divisor`: the classification loss reads the same scores).
+      seed: int or None, None. Seed of the streams' dropout masks (RGB: seed, flow: seed + 1);
+        None: drawn from Keras' global seeding (`keras.utils.set_random_seed`, as training does).
     """
 
-    def __init__(self, model_config: dict | None = None, topk_divisor: float = 8.0, **kwargs):
+    def __init__(self, model_config: dict | None = None, topk_divisor: float = 8.0, seed: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         m = ModelConfig(**(model_config or {}))  # validates itself
         self.model_config = dataclasses.asdict(m)
         self.topk_divisor = float(topk_divisor)
+        self.seed = seed
         self.mcfg = m
         stream_args = dict(
             channels=m.feature_dim // 2, num_classes=m.num_classes, kernel_size=m.kernel_size,
@@ -48,8 +52,9 @@ class D2Net(keras.Model):
             classifier_dilation=m.classifier_dilation, residual=m.residual, dropout=m.dropout, init=m.init,
             embeddings_after_dropout=m.embeddings_after_dropout, rezero_padding=m.rezero_padding,
         )
-        self.rgb_stream = TemporalConvStream(name="rgb_stream", **stream_args)
-        self.flow_stream = TemporalConvStream(name="flow_stream", **stream_args)
+        self.rgb_stream = TemporalConvStream(name="rgb_stream", seed=seed, **stream_args)
+        self.flow_stream = TemporalConvStream(name="flow_stream", seed=None if seed is None else seed + 1,
+                                              **stream_args)
         # Identical on every replica under tf.distribute (each replica assigns the same value,
         # computed from all-gathered statistics); "only_first_replica" lets a replica-context
         # assign of a mirrored variable take replica 0's value. One copy is saved.
@@ -94,7 +99,7 @@ class D2Net(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(model_config=self.model_config, topk_divisor=self.topk_divisor)
+        config.update(model_config=self.model_config, topk_divisor=self.topk_divisor, seed=self.seed)
         return config
 
     @classmethod

@@ -154,6 +154,8 @@ class TemporalConvStream(keras.layers.Layer):
         official: padding leaks into a video's last snippets through the second and third
         layers of a padded training batch). Outside training padding is always re-zeroed, so a
         video's outputs equal those of the video alone (the official code tests one at a time).
+      seed: int or None, None. Seed of the dropout masks (None: drawn from Keras' global seeding,
+        `keras.utils.set_random_seed`).
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class TemporalConvStream(keras.layers.Layer):
         init: str = "official",
         embeddings_after_dropout: bool = True,
         rezero_padding: bool = False,
+        seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -183,6 +186,7 @@ class TemporalConvStream(keras.layers.Layer):
         self.init = init
         self.embeddings_after_dropout = embeddings_after_dropout
         self.rezero_padding = rezero_padding
+        self.seed = seed
         k_init, b_init = conv_initializers(init)
 
         def conv(filters, k, d, name):
@@ -192,7 +196,7 @@ class TemporalConvStream(keras.layers.Layer):
         self.conv1 = conv(channels, kernel_size, dilation, "tc1")
         self.conv2 = conv(channels, kernel_size, dilation, "tc2")
         self.classifier = conv(num_classes, classifier_kernel_size, classifier_dilation, "tc3")
-        self.drop = Dropout16(dropout, name="dropout")
+        self.drop = Dropout16(dropout, seed=seed, name="dropout")
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
@@ -238,5 +242,6 @@ class TemporalConvStream(keras.layers.Layer):
             init=self.init,
             embeddings_after_dropout=self.embeddings_after_dropout,
             rezero_padding=self.rezero_padding,
+            seed=self.seed,
         )
         return config
