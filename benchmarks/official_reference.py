@@ -7,7 +7,7 @@ that network exactly (per stream: Conv1d(D/2, D/2, 3, padding=1) -> LeakyReLU(0.
 twice, then Dropout(0.7) -> Conv1d(D/2, C, 1) -> sigmoid; RGB and flow streams averaged;
 N(0, 0.01) weights, zero biases) and times forward + backward + Adam on the benchmark's padded
 batches. Its loss is the top-k multiple-instance term only: the official losses are ~1.4% of
-its step (issue measurement), so this baseline is, if anything, slightly faster than the
+its step (measured on the official code), so this baseline is, if anything, slightly faster than the
 official code, and ratios against it are conservative.
 
 Needs `torch` (not a dependency of the package: `pip install torch==2.13.0`, the CPU build).

@@ -20,7 +20,7 @@ max(|ref|, 1e-6) (the floor keeps terms that are exactly 0 on both sides, e.g. L
 non-denoising step, at 0 and turns a term that is 0 on one side only into a huge number). Of
 a vector or weight tensor: max |ours - ref| / max(max |ref|, 1e-6), relative to the tensor's
 largest magnitude (element-wise ratios are meaningless for components that cross zero).
-Tolerances (issue 13): terms 1e-4, x_ref 1e-5, final weights 1e-3. Prints, per variant, a
+Tolerances (those of the fidelity work): terms 1e-4, x_ref 1e-5, final weights 1e-3. Prints, per variant, a
 table of the max relative difference of each term and the first step where it exceeds its
 tolerance, and how often the edge cases occurred. Needs `torch` (`pip install torch==2.13.0`).
 

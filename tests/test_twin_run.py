@@ -1,4 +1,4 @@
-"""Twin run (issue 13): 20 steps of our `--preset=official` training step against the transcription
+"""Twin run: 20 steps of our `--preset=official` training step against the transcription
 of the official step (benchmarks.official_reference), from identical weights, on the same padded
 batches, pairings and dropout masks. Per step L_Dis, LDS, LDV and the total within 1e-4 relative,
 x_ref within 1e-5; the final weights within 1e-3 (benchmarks.twin_run: relative differences and
