@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_module as run
+from conftest import assert_one_line_error, run_module as run
 
 DATASET = "Thumos14reduced"
 
@@ -57,7 +57,7 @@ def fit(data_dir, model_dir, *extra):
                "--num_steps=1", "--batch_size=4", "--progress=0", *extra)
 
 
-# ---------------------------------------------------------------- trainers.fit
+# ---------------------------------------------------------------- fit (python -m trainers.fit: the checkout entry point)
 
 
 def test_fit_missing_data_dir(env, tmp_path):
@@ -144,11 +144,11 @@ def test_fit_traceback_only_with_verbosity_1(env, tmp_path):
     assert p.returncode == 2 and "Traceback" in p.stderr
 
 
-# ---------------------------------------------------------------- trainers.evaluate
+# ---------------------------------------------------------------- evaluate
 
 
 def evaluate(*args):
-    return run("trainers.evaluate", *args)
+    return run("d2net_tf.cli.evaluate", *args)
 
 
 @pytest.mark.slow
@@ -219,11 +219,11 @@ def test_evaluate_not_a_model_dir(env, tmp_path):
                           "not a model directory")
 
 
-# ---------------------------------------------------------------- trainers.localize
+# ---------------------------------------------------------------- localize
 
 
 def localize(env, features, *extra, model=None):
-    return run("trainers.localize", "--model_dir", model or env["model"], "--features", features,
+    return run("d2net_tf.cli.localize", "--model_dir", model or env["model"], "--features", features,
                "--output", env["base"] / "out.json", *extra)
 
 
@@ -305,26 +305,22 @@ def test_localize_malformed_ground_truth_for_plot(env, tmp_path):
     assert_one_line_error(localize(env, env["feats"], "--plot", tmp_path / "p.png", "--ground_truth", f), "gt.json")
 
 
-# ---------------------------------------------------------------- export.saved_model
+# ---------------------------------------------------------------- export_saved_model
 
 
 def test_export_version_already_there(env, tmp_path):
-    if not os.path.exists(os.path.join(ROOT, "export", "saved_model.py")):
-        pytest.skip("export.saved_model is not written yet")
     (tmp_path / "e" / "1").mkdir(parents=True)
-    p = run("export.saved_model", "--model_dir", env["model"], "--export_dir", tmp_path / "e", "--version", 1)
+    p = run("d2net_tf.cli.export_saved_model", "--model_dir", env["model"], "--export_dir", tmp_path / "e", "--version", 1)
     assert_one_line_error(p, "already exists")
     assert os.listdir(tmp_path / "e") == ["1"] and not os.listdir(tmp_path / "e" / "1")
 
 
 @pytest.mark.slow
 def test_export_model_dir_without_checkpoint(env, tmp_path):
-    if not os.path.exists(os.path.join(ROOT, "export", "saved_model.py")):
-        pytest.skip("export.saved_model is not written yet")
     m = tmp_path / "m"
     m.mkdir()
     shutil.copy(env["model"] / "config.json", m / "config.json")
-    p = run("export.saved_model", "--model_dir", m, "--export_dir", tmp_path / "e", "--version", 1)
+    p = run("d2net_tf.cli.export_saved_model", "--model_dir", m, "--export_dir", tmp_path / "e", "--version", 1)
     assert_one_line_error(p, "no checkpoint")
     assert not (tmp_path / "e" / "1").exists()
 

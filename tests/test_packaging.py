@@ -58,7 +58,12 @@ def test_wheel_holds_only_the_d2net_tf_package(wheel):
 @pytest.mark.slow
 def test_every_console_script_resolves_outside_the_checkout(wheel, tmp_path):
     scripts = entry_points(wheel)
-    assert {"d2net-fit", "d2net-extract-features"} <= set(scripts), scripts
+    assert {"d2net-fit", "d2net-evaluate", "d2net-localize", "d2net-extract-features", "d2net-export-saved-model",
+            "d2net-export-tflite", "d2net-export-onnx", "d2net-ground-truth"} <= set(scripts), scripts
+    cli = os.path.join(ROOT, "d2net_tf", "cli")
+    commands = {f[:-3] for f in os.listdir(cli) if f.endswith(".py") and "\ndef run() -> None:" in open(os.path.join(cli, f)).read()}
+    assert sorted(t.split(":")[0].rsplit(".", 1)[1] for t in scripts.values()) == sorted(commands)  # each command once
+
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
