@@ -1,22 +1,26 @@
-"""Running a trained D2Net over whole videos, then localizing and evaluating (Sec. 3.3)."""
+"""Running a trained D2Net over whole videos, then localizing and evaluating (Sec. 3.3).
+
+`predict_videos` / `evaluate_model` take a network; `evaluate_model_dir` and
+`localize_sources` / `localize_files` take a model directory and use its record
+(`d2net_tf.model_dir`): its network, class names, feature rate and LocalizationConfig.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator
+import os
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.data.dataset import VideoDataset
+from d2net_tf.data.benchmarks import THUMOS14, find_benchmark
+from d2net_tf.data.dataset import VideoDataset, validate_features
 from d2net_tf.data.pipeline import evaluation_packs
-from d2net_tf.evaluation import (
-    ACTIVITYNET_TIOU_THRESHOLDS,
-    THUMOS14_TIOU_THRESHOLDS,
-    GroundTruth,
-    classification_map,
-    evaluate_detections,
-)
+from d2net_tf.data.safe_npy import load_npy
+from d2net_tf.errors import D2NetInputError
+from d2net_tf.evaluation import GroundTruth, classification_map, evaluate_detections
 from d2net_tf.localization import Detections, LocalizationConfig, localize_videos
+from d2net_tf.model_dir import restore_network
 from d2net_tf.scores import topk_mean
 
 
@@ -41,7 +45,7 @@ def predict_videos(
     video run alone.
     """
     forward = compiled_forward(model)
-    divisor = model.lcfg.topk_divisor
+    divisor = model.topk_divisor
     for idx, batch, starts in evaluation_packs(dataset, model.packing_gap(), max_snippets):
         out = forward(tf.constant(batch["features"]), tf.constant(batch["mask"]))
         tcam, att = out["tcam"].numpy()[0], out["attention"].numpy()[0]
@@ -52,7 +56,8 @@ def predict_videos(
 
 
 def default_tiou_thresholds(dataset_name: str) -> tuple[float, ...]:
-    return ACTIVITYNET_TIOU_THRESHOLDS if dataset_name.lower().startswith("activitynet") else THUMOS14_TIOU_THRESHOLDS
+    """The tIoU thresholds of the dataset's benchmark (THUMOS14's for a dataset of no known benchmark)."""
+    return (find_benchmark(dataset_name) or THUMOS14).tiou_thresholds
 
 
 def evaluate_model(
@@ -85,3 +90,62 @@ def evaluate_model(
     labels = dataset.labels[[pos[v] for v in order]]
     result["classification_mAP"] = float(classification_map(np.stack(scores), labels))
     return result, detections
+
+
+def evaluate_model_dir(model_dir: str, test_set: VideoDataset, *, which: str = "best", preset: str | None = None,
+                       **evaluate_options) -> tuple[dict, Detections]:
+    """`evaluate_model` of MODEL_DIR's `which` checkpoint on `test_set`, with the model
+    directory's LocalizationConfig (or that of `preset` when given). `evaluate_options`:
+    keyword options of `evaluate_model` (protocol, tiou_thresholds, ...)."""
+    network, record = restore_network(model_dir, which)
+    if test_set.feature_dim != record.config.model.feature_dim:
+        raise D2NetInputError(f"{model_dir}: the model expects {record.config.model.feature_dim}-dim features, "
+                              f"the data has {test_set.feature_dim}")
+    result, detections = evaluate_model(network, test_set, record.localization_for(preset), **evaluate_options)
+    result.update({"model_dir": model_dir, "checkpoint": which,
+                   "localization_preset": preset or record.localization_preset})
+    return result, detections
+
+
+def feature_files(path: str) -> list[tuple[str, str]]:
+    """(video_id, file) pairs of a .npy file or a folder of .npy files (video id = file name)."""
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.endswith(".npy"))
+        if not files:
+            raise D2NetInputError(f"{path}: no .npy feature files in this folder")
+        return [(f[:-4], os.path.join(path, f)) for f in files]
+    if not os.path.exists(path):
+        raise D2NetInputError(f"{path}: no such file")
+    return [(os.path.splitext(os.path.basename(path))[0], path)]
+
+
+def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, np.ndarray, str]]],
+                     fps: float | None = None, preset: str | None = None, which: str = "best"):
+    """Localizes every video of `sources()`, an iterator of (video_id, [T, D] features, where
+    they came from), with MODEL_DIR's `which` checkpoint.
+
+    `fps` defaults to the model's training feature rate and `preset` to the model directory's
+    LocalizationConfig. Returns (detections, {first video id: (tcam, attention)}, classlist, fps).
+    """
+    network, record = restore_network(model_dir, which)
+    fps = fps or record.snippets_per_second
+    forward = compiled_forward(network)
+    outputs = {}
+
+    def videos():
+        for vid, array, source in sources():
+            feats = validate_features(array, source=source, video_id=vid, feature_dim=record.config.model.feature_dim)
+            out = forward(tf.constant(feats[None]), tf.ones((1, feats.shape[0])))
+            tcam, att = out["tcam"].numpy()[0], out["attention"].numpy()[0]
+            if not outputs:
+                outputs[vid] = (tcam, att)
+            yield vid, tcam, att
+
+    return localize_videos(videos(), fps, record.localization_for(preset)), outputs, list(record.classlist), fps
+
+
+def localize_files(model_dir: str, path: str, fps: float | None = None, preset: str | None = None,
+                   which: str = "best"):
+    """`localize_sources` on the feature files of `path` (a .npy file or a folder of them)."""
+    return localize_sources(model_dir, lambda: ((vid, load_npy(file), file) for vid, file in feature_files(path)),
+                            fps, preset, which)

@@ -44,7 +44,8 @@ def test_two_deterministic_runs_are_bit_identical(tmp_path):
 
 def test_make_deterministic_seeds_weight_init_and_dropout():
     from d2net_tf.config import preset
-    from d2net_tf.training import create_model, make_deterministic, seed_generator_states
+    from d2net_tf.model_dir import seed_generator_states
+    from d2net_tf.training import create_model, make_deterministic
 
     cfg = preset("official", "thumos14")
     cfg.model.feature_dim, cfg.model.num_classes = 8, 3

@@ -1,4 +1,4 @@
-"""Deployment (issue 5): in-graph localization parity, SavedModel (TF Serving), TFLite, ONNX.
+"""Deployment: in-graph localization parity, SavedModel (TF Serving), TFLite, ONNX.
 
 A tiny D2Net (D=32, C=20) trained 2 steps in-process, with a random non-zero x_ref, is
 written as a model directory (config.json + best/ checkpoint) once per session.
@@ -63,7 +63,8 @@ def assert_same_detections(det, out, tol=1e-5):
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A model directory like trainers.fit writes: config.json and best/ckpt-N."""
-    from d2net_tf.training import checkpoint_for, create_model
+    from d2net_tf.model_dir import training_checkpoint
+    from d2net_tf.training import create_model
 
     root = tmp_path_factory.mktemp("export_model")
     cfg = D2NetConfig(ModelConfig(feature_dim=FEAT, num_classes=NCLS, dropout=0.0, init="glorot"),
@@ -78,7 +79,8 @@ def model_dir(tmp_path_factory):
                  perm=np.array([1, 2, 0], np.int32))
     model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0, shuffle=False)
     model.x_ref.assign(rng.normal(size=FEAT // 2).astype(np.float32))  # non-trivial attention
-    tf.train.CheckpointManager(checkpoint_for(model), str(root / "best"), max_to_keep=1).save(checkpoint_number=2)
+    tf.train.CheckpointManager(training_checkpoint(model), str(root / "best"), max_to_keep=1).save(checkpoint_number=2)
+    # As written before config.json held the LocalizationConfig: read_model_dir derives it.
     record = {"config": cfg.to_dict(), "run": {"localization_preset": "official"}, "dataset": "Thumos14reduced",
               "classlist": [f"action_{i:02d}" for i in range(NCLS)], "snippets_per_second": SPS}
     (root / "config.json").write_text(json.dumps(record))
@@ -87,9 +89,10 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def restored(model_dir):
-    from d2net_tf.serving import read_model_dir
+    from d2net_tf.model_dir import restore_network
 
-    return read_model_dir(model_dir)  # model, classlist, loc, record
+    network, record = restore_network(model_dir)
+    return network, list(record.classlist), record.localization, record
 
 
 @pytest.fixture(scope="session")
@@ -260,7 +263,7 @@ def test_saved_model_refuses_existing_version(export_dir, model_dir):
 
 
 def test_saved_model_default_version_and_atomic_failure(restored, tmp_path, monkeypatch):
-    from d2net_tf import serving
+    from d2net_tf.export import saved_model
 
     model, classlist, loc, _ = restored
     module = ServingModule(model, classlist, loc)
@@ -274,12 +277,12 @@ def test_saved_model_default_version_and_atomic_failure(restored, tmp_path, monk
             f.write(b"partial")
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(serving.tf.saved_model, "save", boom)
+    monkeypatch.setattr(saved_model.tf.saved_model, "save", boom)
     with pytest.raises(OSError, match="injected"):
-        serving.export_saved_model(module, str(out))
+        saved_model.write_saved_model(module, str(out))
     assert sorted(os.listdir(out)) == ["3", "not_a_version"]  # nothing left behind
     monkeypatch.undo()
-    path = serving.export_saved_model(module, str(out))
+    path = saved_model.write_saved_model(module, str(out))
     assert path == str(out / "4") and os.path.isfile(out / "4" / "saved_model.pb")
     loaded = tf.saved_model.load(path)  # the network's variables with x_ref, no optimizer slots
     assert len(loaded.model_variables) == len(model.weights)
@@ -287,15 +290,15 @@ def test_saved_model_default_version_and_atomic_failure(restored, tmp_path, monk
                for v in loaded.model_variables)
     assert sorted(os.listdir(out)) == ["3", "4", "not_a_version"]
     with pytest.raises(FileExistsError):
-        serving.export_saved_model(module, str(out), version=4)
+        saved_model.write_saved_model(module, str(out), version=4)
 
 
 def test_saved_model_bad_model_dir(tmp_path):
     from d2net_tf.errors import D2NetInputError
-    from export.saved_model import export
+    from d2net_tf.export.saved_model import export_saved_model
 
     with pytest.raises(D2NetInputError, match="not a model directory"):
-        export(str(tmp_path / "nope"), str(tmp_path / "exp"))
+        export_saved_model(str(tmp_path / "nope"), str(tmp_path / "exp"))
     assert not os.path.exists(tmp_path / "exp" / "1")
 
 
@@ -304,11 +307,11 @@ def test_saved_model_bad_model_dir(tmp_path):
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("quantize,tol", [("none", 1e-4), ("dynamic", 1e-4), ("float16", 2e-3)])
 def test_tflite_parity(model_dir, restored, tmp_path, quantize, tol):
-    from export import tflite
+    from d2net_tf.export import tflite
 
     model = restored[0]
     path = str(tmp_path / f"m_{quantize}.tflite")
-    size = tflite.export(model_dir, path, quantize)
+    size = tflite.export_tflite(model_dir, path, quantize)
     assert size == os.path.getsize(path) > 0
     assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp")] == []
     interp = tflite.make_interpreter(path)
@@ -323,11 +326,11 @@ def test_tflite_parity(model_dir, restored, tmp_path, quantize, tol):
 
 
 def test_onnx_parity(model_dir, restored, tmp_path):
-    from export import onnx as onnx_export
+    from d2net_tf.export import onnx as onnx_export
 
     model = restored[0]
     path = str(tmp_path / "m.onnx")
-    assert onnx_export.export(model_dir, path, opset=17) == os.path.getsize(path)
+    assert onnx_export.export_onnx(model_dir, path, opset=17) == os.path.getsize(path)
     sess = onnx_export.make_session(path)
     assert [i.name for i in sess.get_inputs()] == ["features", "lengths"]
     assert sess.get_inputs()[0].shape[:2] == ["batch", "time"]
@@ -346,25 +349,25 @@ def test_onnx_parity(model_dir, restored, tmp_path):
 @pytest.mark.slow
 def test_trained_model_end_to_end(tmp_path):
     """trainers.fit -> export.saved_model -> localize signature == numpy on the trainer's model."""
-    from d2net_tf.serving import read_model_dir
+    from d2net_tf.export.saved_model import export_saved_model
+    from d2net_tf.model_dir import restore_network
 
     p = subprocess.run([sys.executable, "-m", "trainers.fit", "--synthetic=tiny", f"--data_dir={tmp_path}/data",
                         f"--feature_dim={FEAT}", f"--model_dir={tmp_path}/model", "--num_steps=4", "--eval_every=2",
                         "--checkpoint_every=2", "--batch_size=4", "--progress=0"],
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    from export.saved_model import export
-
-    path = export(f"{tmp_path}/model", f"{tmp_path}/exp")
-    model, classlist, loc, record = read_model_dir(f"{tmp_path}/model")
+    path = export_saved_model(f"{tmp_path}/model", f"{tmp_path}/exp")
+    model, record = restore_network(f"{tmp_path}/model")
+    loc, sps = record.localization, record.snippets_per_second
     loaded = tf.saved_model.load(path)
     rng = np.random.default_rng(1)
     for s in (50, 300):
         x = rng.normal(size=(s, FEAT)).astype(np.float32)
         out = {k: v.numpy() for k, v in loaded.signatures["localize"](
-            features=tf.constant(x), snippets_per_second=tf.constant(record["snippets_per_second"], tf.float64)).items()}
+            features=tf.constant(x), snippets_per_second=tf.constant(sps, tf.float64)).items()}
         ref = keras_outputs(model, x[None], [s])
-        det = localize_video(ref["tcam"][0], ref["attention"][0], record["snippets_per_second"], loc)
+        det = localize_video(ref["tcam"][0], ref["attention"][0], sps, loc)
         assert_same_detections(det, out)
 
 

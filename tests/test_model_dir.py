@@ -1,9 +1,10 @@
-"""Guarding a model directory: one training job at a time (a lock a killed job does not leave
-stuck), a full disk during a checkpoint save as one clear error, and no leftovers of an
-interrupted save after a restart."""
+"""The model directory: one training job at a time (a lock a killed job does not leave
+stuck), a full disk during a checkpoint save as one clear error, no leftovers of an
+interrupted save after a restart, and one config.json record that every command reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,13 +14,13 @@ import pytest
 import tensorflow as tf
 
 from d2net_tf.errors import ModelDirError
-from d2net_tf.model_dir_lock import ModelDirLock
+from d2net_tf.model_dir import ModelDirLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
 HOLDER = r"""
 import sys, time
-from d2net_tf.model_dir_lock import ModelDirLock
+from d2net_tf.model_dir import ModelDirLock
 with ModelDirLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(600)
@@ -74,7 +75,7 @@ def _tiny_job(data_dir, model_dir):
     from d2net_tf.config import preset
     from d2net_tf.data.wtalc import load_wtalc_dataset
     from d2net_tf.training import RunConfig
-    from trainers.common import split_train_test
+    from d2net_tf.data.loading import split_train_test
 
     train, test = split_train_test(load_wtalc_dataset(str(data_dir), "Thumos14reduced", feature_dim=32,
                                                       warn=lambda m: None))
@@ -119,3 +120,77 @@ def test_full_disk_during_a_save_is_one_line_and_a_restart_cleans_up(data_dir, t
     assert f"removed {stale[0]} (left by an interrupted checkpoint save)" in logs
     assert f"resumed from {last} at step 2" in logs
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-6")
+
+
+def test_config_json_holds_the_localization_every_command_uses(data_dir, tmp_path, monkeypatch):
+    """A non-default topk_divisor (8.5) reaches config.json unchanged (no int()), and evaluation,
+    localization and export all localize with the stored LocalizationConfig."""
+    import json
+
+    import numpy as np
+
+    from d2net_tf import inference
+    from d2net_tf.export import saved_model
+    from d2net_tf.localization import LocalizationConfig
+    from d2net_tf.model_dir import read_model_dir
+    from d2net_tf.training import train_and_evaluate
+
+    model_dir = tmp_path / "m"
+    cfg, run, train, test = _tiny_job(data_dir, model_dir)
+    cfg.loss.topk_divisor = 8.5
+    run.localization_preset = "paper"
+    train_and_evaluate(cfg, run, train, test, log=lambda m: None)
+    stored = json.loads((model_dir / "config.json").read_text())["localization"]
+    expected = LocalizationConfig.from_dict(stored)
+    assert stored["topk_divisor"] == 8.5 and expected == LocalizationConfig(topk_divisor=8.5)  # paper preset
+    record = read_model_dir(str(model_dir))
+    assert record.localization == expected and record.config.loss.topk_divisor == 8.5
+
+    used = []
+    real = inference.localize_videos
+    monkeypatch.setattr(inference, "localize_videos", lambda videos, sps, loc: used.append(loc) or real(videos, sps, loc))
+    inference.evaluate_model_dir(str(model_dir), test)
+    np.save(tmp_path / "v.npy", test.features[0])
+    inference.localize_files(str(model_dir), str(tmp_path / "v.npy"))
+    monkeypatch.setattr(saved_model, "write_saved_model", lambda module, *a: used.append(module.localization))
+    saved_model.export_saved_model(str(model_dir), str(tmp_path / "exp"))
+    assert used == [expected] * 3
+    # An explicit preset still overrides, for this model's dataset and divisor.
+    assert record.localization_for("official") == dataclasses.replace(LocalizationConfig.official(), topk_divisor=8.5)
+
+
+def test_old_model_dir_without_localization_derives_it_from_the_run_preset(tmp_path):
+    import json
+
+    from d2net_tf.config import preset
+    from d2net_tf.localization import LocalizationConfig
+    from d2net_tf.model_dir import read_model_dir
+
+    cfg = preset("official", "activitynet12")
+    record = {"config": cfg.to_dict(), "run": {"localization_preset": "paper"}, "dataset": "ActivityNet1.2",
+              "classlist": [f"c{i}" for i in range(cfg.model.num_classes)], "snippets_per_second": 1.5625}
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    got = read_model_dir(str(tmp_path))
+    assert got.localization == LocalizationConfig(topk_divisor=4.0)  # the paper preset, the run's divisor
+    assert got.localization_preset == "paper" and got.dataset == "ActivityNet1.2" and len(got.classlist) == 100
+    record["run"] = {}  # no preset recorded: the training default, official
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    assert read_model_dir(str(tmp_path)).localization.attention_rescale == 2.0
+
+
+def test_read_model_dir_errors_name_the_directory(tmp_path):
+    import json
+
+    from d2net_tf.errors import D2NetInputError
+    from d2net_tf.model_dir import latest_checkpoint, read_model_dir
+
+    with pytest.raises(D2NetInputError, match="not a model directory"):
+        read_model_dir(str(tmp_path))
+    from d2net_tf.config import preset
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": preset("official").to_dict(),
+                                                      "localization": {"nms_iou": 0.5}}))
+    with pytest.raises(D2NetInputError, match="localization"):
+        read_model_dir(str(tmp_path))
+    with pytest.raises(D2NetInputError, match="no checkpoint"):
+        latest_checkpoint(str(tmp_path))

@@ -15,12 +15,10 @@ on stderr and exit status 2 (a traceback with --verbosity >= 1).
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
 from d2net_tf.errors import D2NetInputError
-from d2net_tf.jsonio import read_json, write_json_atomic
+from d2net_tf.jsonio import write_json_atomic
 from d2net_tf.evaluation import evaluate_predictions_file, format_results_table
 
 from d2net_tf.cli import run_cli
@@ -49,27 +47,22 @@ def parse_thresholds(values: list[str]) -> list[float]:
 
 
 def evaluate_model_dir(model_dir: str, checkpoint: str = "best", detections_output: str | None = None) -> dict:
-    """Runs the model of `model_dir` over the evaluation split named by the data flags and evaluates it."""
+    """Runs the model of `model_dir` over the evaluation split named by the data flags and evaluates it
+    (`inference.evaluate_model_dir`; --localization, when given, overrides the stored settings)."""
     from d2net_tf.evaluation import write_detections_json
-    from d2net_tf.inference import evaluate_model
-    from d2net_tf.training import localization_config, restore_model
+    from d2net_tf.inference import evaluate_model_dir as evaluate
+    from d2net_tf.model_dir import read_model_dir
 
-    model, cfg = restore_model(model_dir, checkpoint)
+    record = read_model_dir(model_dir)
     _, test_set = split_train_test(dataset_from_flags())
-    if test_set.feature_dim != cfg.model.feature_dim:
-        raise D2NetInputError(
-            f"{model_dir}: the model expects {cfg.model.feature_dim}-dim features, the data has {test_set.feature_dim}"
-        )
-    loc = localization_config(FLAGS.localization, test_set.name, cfg.loss.topk_divisor)
     thresholds = parse_thresholds(FLAGS.tiou_thresholds) if FLAGS["tiou_thresholds"].present else None
     remove = {"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous]
-    run_record = read_json(os.path.join(model_dir, "config.json")).get("run") or {}
-    result, detections = evaluate_model(model, test_set, loc, protocol=FLAGS.protocol,
-                                        tiou_thresholds=thresholds, remove_ambiguous=remove,
-                                        wtalc_options=training_flags.wtalc_options_from_flags(run_record))
+    result, detections = evaluate(
+        model_dir, test_set, which=checkpoint, preset=FLAGS.localization if FLAGS["localization"].present else None,
+        protocol=FLAGS.protocol, tiou_thresholds=thresholds, remove_ambiguous=remove,
+        wtalc_options=training_flags.wtalc_options_from_flags(record.run))
     if detections_output:
         write_detections_json(detections_output, detections, test_set.classlist)
-    result.update({"model_dir": model_dir, "checkpoint": checkpoint, "localization_preset": FLAGS.localization})
     return result
 
 

@@ -14,12 +14,8 @@ detected classes, lambda', the detections and (with --ground_truth) the ground t
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
-from d2net_tf.data.dataset import validate_features
-from d2net_tf.data.safe_npy import load_npy
 from d2net_tf.errors import D2NetInputError
 from d2net_tf.cli.extraction_flags import define_extraction_flags
 from d2net_tf.cli import run_cli
@@ -32,64 +28,15 @@ flags.DEFINE_float("fps", None, "Feature rate in snippets per second (default: t
 flags.DEFINE_string("output", None, "Detections JSON (ActivityNet format).")
 flags.DEFINE_string("plot", None, "PNG of the TCAM, attention and detections (first video when a folder).")
 flags.DEFINE_string("ground_truth", None, "Optional ActivityNet-style ground truth JSON drawn in --plot.")
-flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
+flags.DEFINE_enum("localization", None, ["official", "paper"],
+                  "Post-processing preset (Sec. 3.3); default: the settings stored in --model_dir.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --model_dir.")
 define_extraction_flags()
 FLAGS = flags.FLAGS
 
 
-def feature_files(path: str) -> list[tuple[str, str]]:
-    """(video_id, file) pairs of a .npy file or a folder of .npy files."""
-    if os.path.isdir(path):
-        files = sorted(f for f in os.listdir(path) if f.endswith(".npy"))
-        if not files:
-            raise D2NetInputError(f"{path}: no .npy feature files in this folder")
-        return [(f[:-4], os.path.join(path, f)) for f in files]
-    if not os.path.exists(path):
-        raise D2NetInputError(f"{path}: no such file")
-    return [(os.path.splitext(os.path.basename(path))[0], path)]
-
-
-def localize_files(model_dir: str, path: str, fps: float | None, preset: str, checkpoint: str = "best"):
-    """Runs the model over each feature file; returns (detections, per-video outputs, classlist, fps)."""
-    return localize_sources(model_dir, lambda: ((vid, load_npy(file), file) for vid, file in feature_files(path)),
-                            fps, preset, checkpoint)
-
-
-def localize_sources(model_dir: str, sources, fps: float | None, preset: str, checkpoint: str = "best"):
-    """`localize_files` on `sources()`: an iterator of (video_id, [T, D] features, where they came from)."""
-    import json
-
-    import tensorflow as tf
-
-    from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
-    from d2net_tf.inference import compiled_forward
-    from d2net_tf.localization import localize_videos
-    from d2net_tf.training import localization_config, restore_model
-
-    model, cfg = restore_model(model_dir, checkpoint)
-    with open(os.path.join(model_dir, "config.json")) as f:
-        record = json.load(f)
-    classlist = record["classlist"]
-    fps = fps or record.get("snippets_per_second", I3D_SNIPPETS_PER_SECOND)
-    loc = localization_config(preset, record.get("dataset", "thumos14"), cfg.loss.topk_divisor)
-    forward = compiled_forward(model)
-    outputs = {}
-
-    def videos():
-        for vid, array, source in sources():
-            feats = validate_features(array, source=source, video_id=vid, feature_dim=cfg.model.feature_dim)
-            out = forward(tf.constant(feats[None]), tf.ones((1, feats.shape[0])))
-            tcam, att = out["tcam"].numpy()[0], out["attention"].numpy()[0]
-            if not outputs:
-                outputs[vid] = (tcam, att)
-            yield vid, tcam, att
-
-    return localize_videos(videos(), fps, loc), outputs, classlist, fps
-
-
 def video_sources(path: str):
-    """`sources` of `localize_sources` for a video or a folder of videos: their I3D features,
+    """`sources` of `inference.localize_sources` for a video or a folder of videos: their I3D features,
     extracted with the --*_weights flags (loaded now, so missing weights stop before anything runs)."""
     from d2net_tf.cli.extraction_flags import extractor_from_flags
     from d2net_tf.features.video import list_videos
@@ -103,6 +50,7 @@ def video_sources(path: str):
 def main(argv):
     del argv
     from d2net_tf.evaluation import load_ground_truth_json, write_detections_json
+    from d2net_tf.inference import localize_files, localize_sources
 
     if not (FLAGS.model_dir and (FLAGS.features or FLAGS.video) and FLAGS.output):
         raise D2NetInputError("--model_dir, --features (or --video) and --output are required")
