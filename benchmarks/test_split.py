@@ -37,7 +37,9 @@ from d2net_tf.training import RunConfig, create_model
 OFFICIAL_TOTAL_S = 22.8
 
 
-def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
+def run(repeats: int = 3, precision: str = "float32", weights: list | None = None) -> list[dict]:
+    """Rows of one precision; `weights` (a float32 model's get_weights()) = the same network in
+    both precisions, so the mAP change is the precision's alone."""
     test = load_wtalc_annotations(vendored_annotation_dir("Thumos14reduced")).subset("test")
     rng = np.random.default_rng(0)
     lengths = np.maximum(np.round(test.durations * 25 / 16).astype(int), 1)
@@ -45,6 +47,8 @@ def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
     cfg = preset("official")
     model = create_model(cfg, RunConfig(model_dir="", precision=precision))
     model.x_ref.assign(rng.random(1024).astype(np.float32))
+    if weights is not None:
+        model.set_weights(weights)
     loc = localization_config("official", test.name, cfg.loss.topk_divisor)
     gt = GroundTruth.from_dataset(test)
     outputs = {}
@@ -56,7 +60,7 @@ def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
         outputs["det"] = localize_videos(outputs["videos"], test.snippets_per_second, loc)
 
     def evaluate():
-        evaluate_detections(gt, outputs["det"], (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
+        outputs["result"] = evaluate_detections(gt, outputs["det"], (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
 
     rows = []
     total = 0.0
@@ -70,19 +74,34 @@ def run(repeats: int = 3, precision: str = "float32") -> list[dict]:
     rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak)
     rows.append({"stage": "total", "median_s": total, "per_video_ms": 1000 * total / len(test),
                  "vs_official": OFFICIAL_TOTAL_S / total, "detections": len(outputs["det"]),
-                 "snippets": int(lengths.sum()), "precision": precision, "peak_rss_mib": peak_rss_mib()})
+                 "snippets": int(lengths.sum()), "precision": precision, "peak_rss_mib": peak_rss_mib(),
+                 "mAP@0.5": 100 * float(outputs["result"]["mAP"][4]),
+                 "average_mAP": 100 * float(outputs["result"]["average_mAP"])})
+    rows[-1]["weights"] = model.get_weights()
     return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--precision", default="both", choices=["both", "float32", "mixed_bfloat16"],
+                        help="both: float32, then mixed_bfloat16 inference of the same weights, and the mAP change")
     args = parser.parse_args()
-    rows = run(args.repeats, args.precision)
     print(machine_header())
-    print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops", "peak_gflops",
-                                "floor_frac", "vs_official", "detections", "snippets", "precision", "peak_rss_mib"]))
+    weights, totals = None, {}
+    for precision in (["float32", "mixed_bfloat16"] if args.precision == "both" else [args.precision]):
+        rows = run(args.repeats, precision, weights)
+        weights = rows[-1].pop("weights")
+        totals[precision] = rows[-1]
+        print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops", "peak_gflops",
+                                    "floor_frac", "vs_official", "detections", "snippets", "precision",
+                                    "peak_rss_mib", "mAP@0.5", "average_mAP"]), flush=True)
+    if len(totals) == 2:
+        f, b = totals["float32"], totals["mixed_bfloat16"]
+        print(f"float32 {f['median_s']:.2f} s (goal < 10 s), mixed_bfloat16 {b['median_s']:.2f} s (goal < 4 s), "
+              f"ratio {f['median_s'] / b['median_s']:.2f}x; mAP change (bf16 - fp32, points): "
+              f"mAP@0.5 {b['mAP@0.5'] - f['mAP@0.5']:+.3f}, average {b['average_mAP'] - f['average_mAP']:+.3f} "
+              "(goal: within 0.1)")
 
 
 if __name__ == "__main__":
