@@ -4,7 +4,7 @@ A command `d2net_tf/cli/<command>.py` (console script `d2net-<command>`; from a 
 also `python -m d2net_tf.cli.<command>`, and `python -m trainers.<command>` /
 `python -m export.<format>` for the training and export commands):
   - defines its own flags at module level, and the shared groups it needs by calling
-    `define_*_flags()` of `data_flags`, `training_flags` or `extraction_flags`;
+    `define_*_flags()` of `data_flags`, `training_flags`, `extraction_flags` or `export_flags`;
   - marks its required flags; has a `main(argv)` wrapped in `run_cli` that calls one
     library function and prints what it did;
   - ends with `def run(): run_command(main)` (the console-script target).

@@ -15,12 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
+from d2net_tf.cli.export_flags import define_export_flags
 
-flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
-flags.DEFINE_string("output", None, "Output .onnx file.")
+define_export_flags("Output .onnx file.")
 flags.DEFINE_integer("opset", 17, "ONNX opset.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to convert.")
-flags.mark_flags_as_required(["model_dir", "output"])
 FLAGS = flags.FLAGS
 
 

@@ -17,14 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
+from d2net_tf.cli.export_flags import define_export_flags
 
-flags.DEFINE_string("model_dir", None, "Trained model directory (config.json + checkpoints).")
+define_export_flags()
 flags.DEFINE_string("export_dir", None, "TF Serving model base folder; the export goes to EXPORT/VERSION.")
 flags.DEFINE_integer("version", None, "Version number (default: 1 + the largest existing version).")
 flags.DEFINE_enum("localization_preset", None, ["official", "paper"],
                   "Post-processing of the `localize` signature (default: the model directory's stored settings).")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to export.")
-flags.mark_flags_as_required(["model_dir", "export_dir"])
+flags.mark_flag_as_required("export_dir")
 FLAGS = flags.FLAGS
 
 
