@@ -27,7 +27,7 @@ the fraction of the FLOP floor (conv FLOPs of the real snippets, forward + backw
 this run's matmul peak of the compute dtype, `benchmarks.common`), and the kernel (system)
 share of our process's CPU time during our timed passes (`os.times()`).
 
-`--kernel` also runs the kernel-time check of issue 16 (`kernel_time`): `model.fit` on the
+`--kernel` also runs the kernel-time check (`kernel_time`: how much CPU time goes to the kernel): `model.fit` on the
 in-memory tf.data pipeline at D=512, B=20, in a subprocess per runtime setting (TensorFlow's
 defaults vs `d2net_tf.cpu_runtime.configure_cpu_runtime`), user vs system CPU time.
 Needs `torch` (`pip install torch==2.13.0`).
@@ -48,7 +48,7 @@ import numpy as np
 
 NUM_CLASSES = 20
 PRECISIONS = ("float32", "mixed_bfloat16")
-FP32_GOAL, BF16_GOAL = 3.0, 10.0  # issue 16: fp32 >= 3x everywhere; bf16 >= 10x at D=2048, B=10
+FP32_GOAL, BF16_GOAL = 3.0, 10.0  # speed goals: fp32 >= 3x everywhere; bf16 >= 10x at D=2048, B=10
 
 
 def is_denoising_step(itr: int) -> bool:
@@ -220,7 +220,7 @@ def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int,
 
 
 def goals(rows: list[dict]) -> list[str]:
-    """One line per goal of issue 16, met or missed by how much."""
+    """One line per speed goal (FP32_GOAL, BF16_GOAL), met or missed by how much."""
     out = []
     for r in rows:
         if r["implementation"] != "ours (packed)":

@@ -1,4 +1,4 @@
-"""CPU runtime defaults of a training job: allocator and thread pools (issue 16, kernel time).
+"""CPU runtime defaults of a training job: allocator and thread pools (less CPU time in the kernel).
 
 `configure_cpu_runtime()` is applied by `training.train_and_evaluate` (opt out with
 `RunConfig.cpu_runtime_defaults=False`, flag `--nocpu_runtime_defaults`). It does two things:
