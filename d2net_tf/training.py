@@ -1,4 +1,4 @@
-"""train_and_evaluate: the whole training job behind `trainers.fit`.
+"""train_and_evaluate: the whole training job behind the fit command (`d2net-fit`).
 
 Checkpoints (`MODEL_DIR/ckpt-*`, tf.train.CheckpointManager) hold the weights, the
 optimizer state, x_ref and the step counter; the training batches are a pure function

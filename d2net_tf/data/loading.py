@@ -5,7 +5,7 @@ Layouts of `data_dir`:
   per_video  features/{video_id}.npy and ground_truth.json (d2net_tf.data.per_video)
   per_video_mmap  the same, read lazily by memory-mapping (d2net_tf.data.sources.NpyVideo)
   tfrecord   indexed TFRecord shards + tfrecord_index.json (d2net_tf.data.sources; written by
-             python -m trainers.convert_tfrecord); read lazily, one seek per video
+             d2net-convert-tfrecord); read lazily, one seek per video
 where prefix is the benchmark's W-TALC file prefix (e.g. Thumos14reduced).
 """
 

@@ -15,7 +15,7 @@ Two lazy layouts:
   the process's resident set). Finiteness is checked on the rows read (the eager per_video
   loader checks whole files at load time).
 - indexed TFRecord shards (`TFRecordVideo`; `--data_layout=tfrecord`), written by
-  `write_indexed_tfrecords` (command: `python -m trainers.convert_tfrecord`): one
+  `write_indexed_tfrecords` (command: `d2net-convert-tfrecord`): one
   `tf.train.Example` per video (`features`: the [T, D] float32 rows as raw little-endian bytes,
   `video_id`, `index`, `num_snippets`, `feature_dim`), video j in shard j mod n, and an index
   `DATA_DIR/tfrecord_index.json` holding the dataset's metadata (names, labels, ground truth,
@@ -227,7 +227,7 @@ def load_tfrecord_dataset(data_dir: str, *, feature_dim: int | None = None, min_
 
     path = data_dir if data_dir.endswith(".json") else os.path.join(data_dir, INDEX_NAME)
     if not os.path.exists(path):
-        raise DataFormatError(f"{path}: no TFRecord index (write the shards with python -m trainers.convert_tfrecord)")
+        raise DataFormatError(f"{path}: no TFRecord index (write the shards with d2net-convert-tfrecord)")
     index = read_json(path)
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise DataFormatError(f"{path}: not an index of format {INDEX_FORMAT!r}")
@@ -283,7 +283,8 @@ def write_per_video(dataset: VideoDataset, out_dir: str) -> str:
         segs = np.reshape(dataset.segments[i], (-1, 2))
         database[vid] = {"subset": str(dataset.subsets[i]), "duration": float(dataset.durations[i]),
                          "annotations": [{"label": dataset.classlist[int(c)], "segment": [float(s), float(e)]}
-                                         for (s, e), c in zip(segs, dataset.segment_labels[i])]}
+                                         for (s, e), c in zip(segs, dataset.segment_labels[i])
+                                         if e > s]}  # as the converter: segments with end <= start skipped
     with open(os.path.join(out_dir, "ground_truth.json"), "w") as f:
         json.dump({"database": database, "classlist": list(dataset.classlist),
                    "snippets_per_second": float(dataset.snippets_per_second)}, f)

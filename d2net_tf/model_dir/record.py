@@ -73,7 +73,7 @@ def read_model_dir(model_dir: str) -> ModelDir:
         raise D2NetInputError(f"{model_dir}: not a model directory (no {CONFIG_NAME})")
     record = read_json(path)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise D2NetInputError(f"{path}: expected an object with a 'config' object (written by trainers.fit)")
+        raise D2NetInputError(f"{path}: expected an object with a 'config' object (written by d2net-fit)")
     try:
         cfg = D2NetConfig.from_dict(record["config"])
     except (TypeError, ValueError, KeyError) as e:
