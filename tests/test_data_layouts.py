@@ -151,7 +151,7 @@ def test_fit_from_tfrecord_equals_in_memory(layouts):
         cfg.model.feature_dim, cfg.model.num_classes, cfg.model.dropout = D, C, 0.0
         cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
         model = create_model(cfg, RunConfig(model_dir="", packed=True))
-        data = training_dataset(layouts[name].subset("validation"), 4, 16, 0, 0, model.packing_gap())
+        data = training_dataset(layouts[name].subset("validation"), 4, 16, 0, 0, getattr(model, "network", model).packing_gap())
         model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
         weights[name] = [w.copy() for w in model.get_weights()]
     for a, b in zip(weights["memory"], weights["tfrecord"]):
