@@ -27,8 +27,7 @@ from d2net_tf.localization import LocalizationConfig, localize_video, nms_1d
 from d2net_tf.localization.tf_ops import localize_tf, nms_1d_tf
 from d2net_tf.serving import LOCALIZE_OUTPUTS, SERVING_OUTPUTS, ServingModule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+from conftest import ROOT, SUBPROCESS_ENV as ENV
 NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} )")  # TF C++ start-up lines
 FEAT, NCLS, SPS = 32, 20, 25.0 / 16.0
 PRESETS = {

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+from conftest import ROOT, SUBPROCESS_ENV as ENV
 STEPS, EVERY = 60, 5
 
 CRASH_WRAPPER = r"""

@@ -16,8 +16,7 @@ import tensorflow as tf
 from d2net_tf.errors import ModelDirError
 from d2net_tf.model_dir import ModelDirLock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+from conftest import ROOT, SUBPROCESS_ENV as ENV
 HOLDER = r"""
 import sys, time
 from d2net_tf.model_dir import ModelDirLock
