@@ -288,7 +288,7 @@ def kernel_time(steps: int = 40, rounds: int = 1) -> list[dict]:
     for _ in range(rounds):
         for configure in (False, True):
             proc = subprocess.run([sys.executable, "-m", "benchmarks.train_grid", "--kernel_worker",
-                                   "--configure" if configure else "--noconfigure", "--kernel_steps", str(steps)],
+                                   "--configure" if configure else "--no-configure", "--kernel_steps", str(steps)],
                                   capture_output=True, text=True, timeout=3600)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("KERNEL ")]
             if proc.returncode or not lines:
