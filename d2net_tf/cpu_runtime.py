@@ -1,7 +1,9 @@
-"""CPU runtime defaults of a training job: allocator and thread pools (less CPU time in the kernel).
+"""CPU runtime settings against kernel time: allocator thresholds and the inter-op pool.
 
-`configure_cpu_runtime()` is applied by `training.train_and_evaluate` (opt out with
-`RunConfig.cpu_runtime_defaults=False`, flag `--nocpu_runtime_defaults`). It does two things:
+`configure_cpu_runtime()` is NOT applied by default: on this project's 2-core machine the kernel
+share of a training process is 0.5-4.7% with TensorFlow's defaults and these settings change it by
+nothing measurable (`benchmarks.train_grid --kernel`, which runs both; BUILD.md, "Kernel time").
+Call it first thing in a process that does show a futex / mmap-heavy kernel profile. It does two things:
 
 1. glibc malloc: fixes the mmap threshold and the trim threshold (`mallopt(M_MMAP_THRESHOLD)`,
    `mallopt(M_TRIM_THRESHOLD)`, at 1 GiB / 2 GiB). TensorFlow's CPU allocator is plain
