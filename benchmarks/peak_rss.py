@@ -2,7 +2,7 @@
 `python -m benchmarks.peak_rss [--scale 1.0] [--steps 100] [--root /tmp/d2net-peak-rss]`.
 
 The set: the 7,202 videos of the vendored ActivityNet1.2 annotations (training + validation),
-T_i = round(duration_i x 25 / 16) snippets (1.30 M snippets, 10.6 GB of float32 features at
+T_i = round(duration_i x the I3D snippet rate) snippets (1.30 M snippets, 10.6 GB of float32 features at
 D=2048), random features; `--scale s` keeps the first round(s x 7202) videos (same length
 distribution, s x the size on disk; say so when s < 1). Written once as per-video .npy files,
 then converted to indexed TFRecord shards (`python -m trainers.convert_tfrecord` does the same).
@@ -13,7 +13,7 @@ loss of every step:
   memory          --data_layout=per_video (every video loaded into memory first)
   per_video_mmap  memory-mapped reads of the videos of each batch
   tfrecord        one seek + read per video from the shards
-The loss curves must equal the in-memory one (max abs difference printed). Goal (issue 16):
+The loss curves must equal the in-memory one (max abs difference printed). Goal:
 peak RSS < 4 GB with per_video_mmap / tfrecord.
 """
 
@@ -38,6 +38,7 @@ GOAL_MIB = 4096
 
 def generate(root: str, scale: float, feature_dim: int = 2048, seed: int = 0) -> dict:
     """Writes root/per_video (features/*.npy + ground_truth.json) and root/tfrecord; returns sizes."""
+    from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
     from d2net_tf.data.per_video import load_per_video_dataset
     from d2net_tf.data.sources import write_indexed_tfrecords, write_per_video
     from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
@@ -45,7 +46,7 @@ def generate(root: str, scale: float, feature_dim: int = 2048, seed: int = 0) ->
     ann = load_wtalc_annotations(vendored_annotation_dir("ActivityNet1.2"))
     n = max(20, int(round(scale * len(ann))))
     ann = ann.select(np.arange(min(n, len(ann))))
-    lengths = np.maximum(np.round(ann.durations * 25 / 16).astype(int), 1)
+    lengths = np.maximum(np.round(ann.durations * I3D_SNIPPETS_PER_SECOND).astype(int), 1)
     pv, tfr = os.path.join(root, "per_video"), os.path.join(root, "tfrecord")
     marker = os.path.join(root, "done.json")
     if os.path.exists(marker):
@@ -128,7 +129,7 @@ def main():
           f"{info['feature_gb']:.2f} GB of features per layout on disk (D=2048); written in "
           f"{info['write_npy_s']:.0f} s (npy) + {info['convert_tfrecord_s']:.0f} s (TFRecord)")
     if args.scale < 1:
-        print(f"SCALED DOWN: {args.scale} x the issue's ~10 GB set")
+        print(f"SCALED DOWN: {args.scale} x the full ~10 GB ActivityNet1.2-shaped set")
     rows = []
     for layout in args.layouts.split(","):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.peak_rss", "--worker", layout, "--root", args.root,
