@@ -119,20 +119,25 @@ def serve(feature_dim: int, num_classes: int, num_batches: int, threads: int) ->
         print(json.dumps({"seconds": time.perf_counter() - t0, "real": real, "convolved": convolved}), flush=True)
 
 
+def start_worker(module_args: list[str]):
+    """Starts `python -m module_args` as a line-protocol worker; returns (process, its first JSON line)."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    hello = proc.stdout.readline()
+    if not hello:
+        raise RuntimeError("the PyTorch reference worker did not start (is torch installed?)")
+    return proc, json.loads(hello)
+
+
 class ReferenceWorker:
     """Parent side of `serve`: `worker.one_pass()` -> seconds of one step on each batch."""
 
     def __init__(self, feature_dim: int = 2048, num_classes: int = 20, num_batches: int = 6, threads: int = 2):
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.official_reference", "--serve", "--feature_dim", str(feature_dim),
-             "--num_classes", str(num_classes), "--num_batches", str(num_batches), "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        hello = self.proc.stdout.readline()
-        if not hello:
-            raise RuntimeError("the PyTorch reference worker did not start (is torch installed?)")
-        self.info = json.loads(hello)
+        self.proc, self.info = start_worker(
+            ["benchmarks.official_reference", "--serve", "--feature_dim", str(feature_dim),
+             "--num_classes", str(num_classes), "--num_batches", str(num_batches), "--threads", str(threads)])
         self.real = self.convolved = 0
 
     def one_pass(self) -> float:

@@ -108,14 +108,11 @@ class ReferenceStep:
     """Parent side of `serve_reference`: `one_pass()` -> [(seconds, denoising)] per step."""
 
     def __init__(self, feature_dim: int, batch_size: int, num_batches: int, threads: int = 2):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.train_grid", "--serve_reference", "--dims", str(feature_dim),
-             "--batches", str(batch_size), "--num_batches", str(num_batches), "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        hello = self.proc.stdout.readline()
-        if not hello:
-            raise RuntimeError("the PyTorch reference worker did not start (is torch installed?)")
-        self.info = json.loads(hello)
+        from benchmarks.official_reference import start_worker
+
+        self.proc, self.info = start_worker(
+            ["benchmarks.train_grid", "--serve_reference", "--dims", str(feature_dim),
+             "--batches", str(batch_size), "--num_batches", str(num_batches), "--threads", str(threads)])
         self.real = self.convolved = 0
 
     def one_pass(self) -> list[tuple[float, bool]]:
