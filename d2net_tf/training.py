@@ -142,6 +142,21 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class _GlobalStepTensorBoard(keras.callbacks.TensorBoard):
+    """keras.callbacks.TensorBoard whose events carry the run's global training step.
+
+    The job calls fit() once per evaluation window, and Keras restarts the callback's batch counter
+    and the epoch number in every call: without this, each window's events would carry the same
+    steps again and overwrite the previous window's curves in TensorBoard."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._global_train_batch = int(self.model.train_steps.numpy())  # Keras' batch counter (private)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(int(self.model.train_steps.numpy()), logs)
+
+
 class _StepCallback(keras.callbacks.Callback):
     def __init__(self, flag: _StopFlag, manager: tf.train.CheckpointManager, every: int, max_nonfinite: int):
         super().__init__()
@@ -230,7 +245,7 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
             best = read_json(state_path)
 
     writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tensorboard"))
-    tb = keras.callbacks.TensorBoard(os.path.join(run.model_dir, "tensorboard", "fit"), update_freq=50)
+    tb = _GlobalStepTensorBoard(os.path.join(run.model_dir, "tensorboard", "fit"), update_freq=50)
     total = cfg.train.num_steps
     t0 = time.time()
     with _StopFlag() as flag:

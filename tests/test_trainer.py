@@ -89,3 +89,19 @@ def test_localize_feature_file_and_plot(trained, tmp_path):
     for d in det["results"].get("vid", []):
         assert 0 <= d["segment"][0] < d["segment"][1] <= feats[0].shape[0] / 1.5625 + 1e-9
     assert png.stat().st_size > 1000 and "detections" in proc.stdout
+
+
+def test_tensorboard_curves_carry_the_global_step(trained, tmp_path):
+    # Two evaluation windows (steps 0-60, 60-120) are two fit() calls; Keras restarts its batch counter in each,
+    # and the job's callback keeps the global step, so the second window logs step 100, not step 50 again.
+    import tensorflow as tf
+
+    model = str(tmp_path / "model")
+    _run("trainers.fit", *trained["common"], f"--model_dir={model}", "--num_steps=120", "--eval_every=60",
+         "--checkpoint_every=60", "--batch_size=4", "--progress=0")
+    steps = []
+    for root, _, files in os.walk(os.path.join(model, "tensorboard", "fit")):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                steps += [event.step for v in event.summary.value if v.tag == "batch_loss"]
+    assert sorted(steps) == [50, 100]
