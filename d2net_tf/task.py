@@ -177,6 +177,16 @@ class D2NetTask(keras.Model):
             self.network.build(input_shape)
         self.built = True
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' tf trainer builds a model symbolically from its first batch at the start of
+        fit/evaluate, MEAN-reducing that batch across replicas first. Under
+        MultiWorkerMirroredStrategy the collective reduce refuses our batch (a dict of PerReplica
+        tensors of per-replica shapes), so `fit` failed at step 1. A task built by `build_task`
+        (network built, no compiled loss or metrics) has nothing to build: skip the reduce then."""
+        if self.built and self.network.built and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None):
         return self.network(features, snippet_mask=snippet_mask, training=training,
                             dropout_multiplier=dropout_multiplier)
@@ -277,7 +287,12 @@ class D2NetTask(keras.Model):
             self.trackers[k].update_state(tf.where(finite, terms[k], 0.0), sample_weight=tf.cast(finite, tf.float32))
         self.trackers["pdmi_dropped"].update_state(terms["pdmi_dropped"] / replicas.num)
         self.trackers["skipped_nonfinite"].update_state(tf.cast(skipped, tf.float32) / replicas.num)
-        return {k: t.result() for k, t in self.trackers.items()}
+        logs = {k: t.result() for k, t in self.trackers.items()}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3 reduces fit's logs under MultiWorkerMirroredStrategy with
+            # strategy.reduce(MEAN, v, axis=0), which refuses scalars: give it one-element vectors.
+            logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def _should_update(self, terms, finite):
         """Whether the optimizer steps: finite loss and gradients and, with
@@ -309,6 +324,10 @@ class D2NetTask(keras.Model):
         config = dict(config)
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         return cls(**config)
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def build_task(model_config: ModelConfig, loss_config: LossConfig, weight_decay: float = 0.0, seed: int = 0,

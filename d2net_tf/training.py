@@ -208,7 +208,8 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
     # every later command (evaluate, localize, export) use.
     record = create_model_dir(run.model_dir, cfg, dataclasses.asdict(run), train_set.name, train_set.classlist,
                               train_set.snippets_per_second,
-                              localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor))
+                              localization_config(run.localization_preset, train_set.name, cfg.loss.topk_divisor),
+                              write=chief)
 
     fit_set, select_set = train_set, None
     if run.select_on == "heldout":
@@ -244,8 +245,9 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
         if os.path.exists(state_path):
             best = read_json(state_path)
 
-    writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "tensorboard"))
-    tb = _GlobalStepTensorBoard(os.path.join(run.model_dir, "tensorboard", "fit"), update_freq=50)
+    # Only the chief writes into MODEL_DIR (its TensorBoard logs, selection.json, results.json).
+    writer = tf.summary.create_file_writer(os.path.join(ckpt_root, "tensorboard"))
+    tb = _GlobalStepTensorBoard(os.path.join(ckpt_root, "tensorboard", "fit"), update_freq=50)
     total = cfg.train.num_steps
     t0 = time.time()
     with _StopFlag() as flag:
@@ -283,7 +285,8 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
                     if map05 > best["mAP@0.5"]:
                         best = {"step": step, "mAP@0.5": float(map05)}
                         save_checkpoint(best_manager, step)
-                        write_json_atomic(state_path, best)
+                        if chief:
+                            write_json_atomic(state_path, best)
             save_once(manager, step)
     train_seconds = time.time() - t0
 
@@ -301,7 +304,8 @@ def _train_and_evaluate(cfg, run, train_set, test_set, strategy, chief, log) -> 
         localization_preset=run.localization_preset,
         evaluated_on=f"{test_set.name}:{','.join(sorted(set(test_set.subsets.tolist())))}",
     )
-    write_json_atomic(os.path.join(run.model_dir, "results.json"), result)
+    if chief:
+        write_json_atomic(os.path.join(run.model_dir, "results.json"), result)
     # Resuming after this point re-trains nothing: the last checkpoint is at num_steps.
     if run.select_on != "last":
         ckpt.restore(manager.latest_checkpoint).expect_partial()

@@ -94,15 +94,18 @@ def read_model_dir(model_dir: str) -> ModelDir:
 
 
 def create_model_dir(model_dir: str, config: D2NetConfig, run: dict, dataset: str, classlist,
-                     snippets_per_second: float, localization: LocalizationConfig) -> ModelDir:
+                     snippets_per_second: float, localization: LocalizationConfig, write: bool = True) -> ModelDir:
     """Writes MODEL_DIR/config.json for a training job (atomically) and returns its record.
 
     A directory that already holds a run of another `config` is refused (D2NetInputError,
-    nothing overwritten): resuming continues the same run only.
+    nothing overwritten): resuming continues the same run only. `write=False` (the non-chief
+    workers of a multi-worker job, which do not own MODEL_DIR) only returns the record.
     """
     record = ModelDir(path=model_dir, config=config, run=dict(run), localization=localization,
                       classlist=tuple(str(c) for c in classlist), dataset=dataset,
                       snippets_per_second=float(snippets_per_second))
+    if not write:
+        return record
     data = record.to_json()
     path = os.path.join(model_dir, CONFIG_NAME)
     if os.path.exists(path):
