@@ -5,7 +5,8 @@ difference of the means.
     python -m benchmarks.fix_effects --base runs/abl-official \
         --fix "rezero_padding + packed=runs/abl-fix-padding" --fix "..." [--variant d2net]
 
-Reads each `VARIANT-seedN/results.json`; prints a Markdown table.
+Reads each `VARIANT-seedN/results.json`; prints a Markdown table. `--verbatim` prints each
+NAME as given (for runs that revert an official behaviour rather than add a fix).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main():
     parser.add_argument("--base", required=True)
     parser.add_argument("--fix", action="append", default=[], help="NAME=ABLATION_DIR")
     parser.add_argument("--variant", default="d2net")
+    parser.add_argument("--verbatim", action="store_true", help="row names as given, without 'official + '")
     args = parser.parse_args()
     base = scores(args.base, args.variant)
     print("| run | seeds | mAP@0.5 | change | avg 0.1-0.7 | change |")
@@ -45,7 +47,8 @@ def main():
         name, _, folder = spec.partition("=")
         s = scores(folder, args.variant)
         d = s.mean(0) - base.mean(0)
-        print(f"| official + {name} | {len(s)} | {s[:, 0].mean():.1f} ± {s[:, 0].std():.1f} | {d[0]:+.1f} | "
+        label = name if args.verbatim else f"official + {name}"
+        print(f"| {label} | {len(s)} | {s[:, 0].mean():.1f} ± {s[:, 0].std():.1f} | {d[0]:+.1f} | "
               f"{s[:, 1].mean():.1f} ± {s[:, 1].std():.1f} | {d[1]:+.1f} |")
 
 
