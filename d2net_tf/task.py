@@ -181,8 +181,8 @@ class D2NetTask(keras.Model):
         """Keras' tf trainer builds a model symbolically from its first batch at the start of
         fit/evaluate, MEAN-reducing that batch across replicas first. Under
         MultiWorkerMirroredStrategy the collective reduce refuses our batch (a dict of PerReplica
-        tensors of per-replica shapes), so `fit` failed at step 1. A task built by `build_task`
-        (network built, no compiled loss or metrics) has nothing to build: skip the reduce then."""
+        tensors of per-replica shapes), which would stop `fit` at its first step. A task built by
+        `build_task` (network built, no compiled loss or metrics) has nothing to build: skip it."""
         if self.built and self.network.built and (self.optimizer is None or self.optimizer.built):
             return
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
