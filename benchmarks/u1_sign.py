@@ -21,29 +21,33 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+import tensorflow as tf
 
 from benchmarks.common import markdown_table
+from d2net_tf.config import LossConfig
 from d2net_tf.data.loading import load_dataset, split_train_test
+from d2net_tf.losses.denoising import bottom_up_attention, snippet_selection
+from d2net_tf.losses.discriminative import top_down_attention
 from d2net_tf.model_dir.checkpoints import network_checkpoint
 from d2net_tf.model_dir.record import read_model_dir
 from d2net_tf.task import build_task
 
 
-def u1_sign(network, videos) -> dict:
-    x_ref = network.x_ref.numpy()
+def u1_sign(network, videos, cfg: LossConfig) -> dict:
+    """The counts of the module docstring for one network, from the loss code's own attention and
+    selection functions (Eq. 8, Sec. 3.1) and `cfg`'s thresholds."""
     a_all, b_all, bg_argmax = [], [], np.zeros(videos.labels.shape[1], int)
     for i in range(len(videos)):
         out = network(np.asarray(videos.features[i], np.float32)[None], training=False)
-        tcam, emb = out["tcam"].numpy()[0], out["embeddings"].numpy()[0]
-        labelled = np.asarray(videos.labels[i]) > 0
-        cos = emb @ x_ref / (np.linalg.norm(emb, axis=1) * np.linalg.norm(x_ref) + 1e-12)
-        bottom_up = 0.5 * (1.0 - cos)
-        fg, bg = bottom_up > 0.5, bottom_up < 0.5
-        if not (fg.any() and bg.any() and labelled.any()):
+        labels = np.asarray(videos.labels[i], np.float32)[None]
+        mask = tf.ones(out["tcam"].shape[:2])
+        fg, bg = snippet_selection(bottom_up_attention(out["embeddings"], network.x_ref), mask, cfg)
+        fg, bg = fg.numpy()[0] > 0, bg.numpy()[0] > 0
+        if not (fg.any() and bg.any() and labels.any()):
             continue
-        a_all.append(tcam[fg][:, labelled].max(1).mean())
-        b_all.append(tcam[bg].max(1).mean())
-        bg_argmax += np.bincount(tcam[bg].argmax(1), minlength=len(bg_argmax))
+        a_all.append(top_down_attention(out["tcam"], labels).numpy()[0][fg].mean())
+        b_all.append(top_down_attention(out["tcam"]).numpy()[0][bg].mean())
+        bg_argmax += np.bincount(out["tcam"].numpy()[0][bg].argmax(1), minlength=len(bg_argmax))
     a, b = np.array(a_all), np.array(b_all)
     top = int(bg_argmax.argmax())
     return {"videos": len(a), "a_below_b": int(np.sum(a < b)), "mean_a": float(a.mean()), "mean_b": float(b.mean()),
@@ -66,7 +70,7 @@ def main():
     for path in paths:
         task = build_task(record.config.model, record.config.loss)
         network_checkpoint(task).restore(path).expect_partial()
-        rows.append({"checkpoint": os.path.basename(path), **u1_sign(task.network, train)})
+        rows.append({"checkpoint": os.path.basename(path), **u1_sign(task.network, train, record.config.loss)})
     print(markdown_table(rows, list(rows[0])))
 
 
