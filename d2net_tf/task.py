@@ -201,13 +201,17 @@ class D2NetTask(keras.Model):
 
     def forward_batch(self, batch, training=False):
         """Outputs in the per-video layout [B, T, ...] and their mask [B, T], for a padded or a
-        packed batch."""
+        packed batch. A packed batch's outputs also hold its packed embeddings, `embedding_rows`
+        [L, D], and `row_index` [B, T] (its unpack_index), which the losses read instead of the
+        unpacked copy (in a traced step that copy is then never computed)."""
         outputs = self.network(batch["features"], snippet_mask=batch["mask"], training=training,
                                dropout_multiplier=batch.get("dropout_multiplier") if training else None)
         if "unpack_index" not in batch:
             return outputs, batch["mask"]
         unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])
                     for k in ("tcam", "embeddings")}
+        unpacked["embedding_rows"] = outputs["embeddings"][0]
+        unpacked["row_index"] = batch["unpack_index"]
         return unpacked, batch["video_mask"]
 
     def compute_losses(self, batch, outputs, perm, denoise, mask=None, replicas: Replicas | None = None) -> dict:
@@ -220,8 +224,9 @@ class D2NetTask(keras.Model):
         is N x this replica's share (`gradients` divides by N)."""
         mask = batch["mask"] if mask is None else mask
         replicas = replicas or Replicas()
-        return L.d2net_losses(outputs["tcam"], outputs["embeddings"], batch["labels"], mask,
-                              self.x_ref, perm, self.lcfg, denoise=denoise, gather=replicas.gather)
+        embeddings = outputs.get("embedding_rows", outputs["embeddings"])
+        return L.d2net_losses(outputs["tcam"], embeddings, batch["labels"], mask, self.x_ref, perm, self.lcfg,
+                              denoise=denoise, gather=replicas.gather, row_index=outputs.get("row_index"))
 
     def denoise_at(self, step):
         """Whether training step `step` (0-based) includes the denoising terms (Eq. 11 schedule)."""

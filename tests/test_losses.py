@@ -511,6 +511,42 @@ def test_d2net_losses_all_terms(inp, preset_name, dataset, variant, denoise):
         assert want["snippet"] > 0 and want["video"] > 0  # the inputs exercise both pDMI terms
 
 
+def _packed_rows(x, mask, gap=2, seed=5):
+    """x [B, T, D] as packed rows [L, D] with `gap` rows of noise between the videos (no loss
+    may read them) and the row index [B, T] (past a video's end: row 0, as `pack_videos`)."""
+    rng = np.random.default_rng(seed)
+    rows, index, start = [], np.zeros(mask.shape, np.int32), 0
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        rows += [x[b, :n], rng.normal(size=(gap, x.shape[2])).astype(np.float32)]
+        index[b, :n] = start + np.arange(n)
+        start += n + gap
+    return np.concatenate(rows), index
+
+
+@pytest.mark.parametrize("preset_name,dataset", PRESETS, ids=PRESET_IDS)
+@pytest.mark.parametrize("xref_source", ["most_background_snippet", "background_embedding"])
+def test_d2net_losses_from_packed_rows_equal_padded(inp, preset_name, dataset, xref_source):
+    """Every term, x_ref and the gradient of the loss w.r.t. the embeddings are the same
+    from the packed rows (`row_index`) as from the padded [B, T, D] layout."""
+    cfg = dataclasses.replace(loss_cfg(preset_name, dataset, variant="d2net"), xref_source=xref_source)
+    rows, index = _packed_rows(inp["x"], inp["mask"])
+    args = (tf.constant(inp["labels"]), tf.constant(inp["mask"]), tf.constant(inp["x_ref"]), tf.constant(PERM), cfg)
+    padded, packed = tf.constant(inp["x"]), tf.constant(rows)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([padded, packed])
+        want = L.d2net_losses(tf.constant(inp["tcam"]), padded, *args)
+        got = L.d2net_losses(tf.constant(inp["tcam"]), packed, *args, row_index=tf.constant(index))
+    assert_terms_close({k: v.numpy() for k, v in got.items()}, {k: v.numpy() for k, v in want.items()},
+                       rtol=1e-5, atol=1e-6)
+    g_padded = tape.gradient(want["loss"], padded).numpy()
+    g_rows = tape.gradient(got["loss"], packed).numpy()
+    valid = inp["mask"] > 0
+    np.testing.assert_allclose(g_rows[index[valid]], g_padded[valid], rtol=1e-4, atol=1e-7)
+    gap_rows = np.setdiff1d(np.arange(len(rows)), index[valid])
+    assert np.abs(g_rows[gap_rows]).max() == 0.0 and np.abs(g_padded[valid]).max() > 0
+
+
 def test_d2net_losses_focal_has_no_w_terms(inp):
     cfg = loss_cfg("official", "thumos14")
     focal = run_tf(inp, dataclasses.replace(cfg, variant="focal"))

@@ -38,12 +38,14 @@ def per_video_statistics(
     labels: tf.Tensor,
     mask: tf.Tensor,
     cfg: LossConfig,
+    row_index: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Per-video quantities of a (local) batch, each [B, ...] (no cross-video reduction).
 
     p [B, C] video scores, labels [B, C], valid [B] (>= `min_valid_snippets` snippets and a
     label), x_fg / x_bg [B, D] and has_fg / has_bg [B] (Eq. 2), bg_emb [B, D] (Eq. 8 source,
-    no gradient).
+    no gradient). `embeddings` [B, T, D], or the packed rows [L, D] with `row_index` [B, T]
+    (`discriminative.weighted_sums`).
     """
     mask = tf.cast(mask, tf.float32)
     labels = tf.cast(labels, tf.float32)
@@ -51,10 +53,13 @@ def per_video_statistics(
     lam = top_down_attention(tcam)
     s = tf.reduce_sum(mask, 1)
     valid = tf.cast((s >= cfg.min_valid_snippets) & (tf.reduce_sum(labels, 1) > 0), tf.float32)
-    x_fg, x_bg, has_fg, has_bg = foreground_background_embeddings(embeddings, lam, mask, cfg)
+    x_fg, x_bg, has_fg, has_bg = foreground_background_embeddings(embeddings, lam, mask, cfg, row_index)
     if cfg.xref_source == "most_background_snippet":
         idx = tf.argmax(tf.where(mask > 0, 1.0 - lam, -1.0), axis=1, output_type=tf.int32)
-        bg_emb = tf.gather(tf.cast(embeddings, tf.float32), idx, batch_dims=1)
+        if row_index is None:
+            bg_emb = tf.gather(tf.cast(embeddings, tf.float32), idx, batch_dims=1)
+        else:
+            bg_emb = tf.gather(tf.cast(embeddings, tf.float32), tf.gather(row_index, idx, batch_dims=1))
     else:  # "background_embedding" (validated by LossConfig)
         bg_emb = x_bg
     return {"p": p, "labels": labels, "valid": valid, "x_fg": x_fg, "x_bg": x_bg,
@@ -82,15 +87,17 @@ def snippet_statistics(
     mask: tf.Tensor,
     x_ref: tf.Tensor,
     cfg: LossConfig,
+    row_index: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """Per-video quantities of the snippet-level denoising (Eq. 8-9) against `x_ref`: the
-    `statistics` of the variant's denoising term (none without one)."""
+    `statistics` of the variant's denoising term (none without one). `embeddings` and
+    `row_index` as in `per_video_statistics`."""
     denoising = variant_for(cfg).denoising
     if denoising is None:
         return {}
     mask = tf.cast(mask, tf.float32)
     lam = top_down_attention(tcam)
-    att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref))
+    att_bu = tf.stop_gradient(bottom_up_attention(embeddings, x_ref, row_index))
     fg, bg = snippet_selection(att_bu, mask, cfg)
     lam_fg = top_down_attention(tcam, labels) if cfg.labelled_class_fg_attention else lam
     return denoising.snippet_statistics(lam, lam_fg, fg, bg, cfg)
@@ -145,6 +152,7 @@ def d2net_losses(
     cfg: LossConfig,
     denoise: tf.Tensor | bool = True,
     gather: Callable[[dict], dict] | None = None,
+    row_index: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """All loss terms of a mini-batch for the variant `cfg.variant` (Eq. 1 and 11).
 
@@ -158,12 +166,15 @@ def d2net_losses(
     axis 0: with it each replica passes its share of the global batch and gets the losses of
     the global batch (`perm` then pairs the global batch). The snippet statistics are measured
     against x_ref after this step's update, which needs the whole batch: they are gathered second.
+
+    `embeddings` is [B, T, D], or with `row_index` [B, T] the packed rows [L, D] of a packed
+    batch (`discriminative.weighted_sums`: the same terms without a per-video copy).
     """
     gather = gather or (lambda stats: stats)
-    stats = gather(per_video_statistics(tcam, embeddings, labels, mask, cfg))
+    stats = gather(per_video_statistics(tcam, embeddings, labels, mask, cfg, row_index))
     new_ref = updated_reference(stats, x_ref, cfg)
     ref = new_ref if cfg.snippet_uses_updated_xref else x_ref
-    stats.update(gather(snippet_statistics(tcam, embeddings, labels, mask, ref, cfg)))
+    stats.update(gather(snippet_statistics(tcam, embeddings, labels, mask, ref, cfg, row_index)))
     terms = losses_from_statistics(stats, perm, cfg, denoise)
     terms["x_ref"] = new_ref
     return terms

@@ -43,10 +43,13 @@ def pdmi(u: tf.Tensor, tol: float = 1e-5, relative: bool = False) -> tuple[tf.Te
     return tf.where(ok, loss, tf.zeros_like(loss)), ok
 
 
-def bottom_up_attention(x: tf.Tensor, x_ref: tf.Tensor) -> tf.Tensor:
-    """Eq. 8: lambda'(t) = 0.5 (1 - cos(x(t), x_ref)). x [B, T, D], x_ref [D] -> [B, T]."""
+def bottom_up_attention(x: tf.Tensor, x_ref: tf.Tensor, row_index: tf.Tensor | None = None) -> tf.Tensor:
+    """Eq. 8: lambda'(t) = 0.5 (1 - cos(x(t), x_ref)). x [..., D], x_ref [D] -> x's shape
+    without D; with `row_index` [B, T], x is the packed rows [L, D] and the result [B, T]
+    (`discriminative.weighted_sums`)."""
     x = tf.cast(x, tf.float32)
-    return 0.5 * (1.0 - cosine(x, tf.cast(x_ref, tf.float32)[None, None, :]))
+    attention = 0.5 * (1.0 - cosine(x, tf.cast(x_ref, tf.float32)))
+    return attention if row_index is None else tf.gather(attention, row_index)
 
 
 def snippet_selection(attention_bu: tf.Tensor, mask: tf.Tensor, cfg: LossConfig) -> tuple[tf.Tensor, tf.Tensor]:

@@ -122,7 +122,7 @@ class Dropout16(keras.layers.Layer):
         r = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:n]
         keep = tf.reshape(r >= tf.constant(self.threshold, tf.uint16), tf.shape(inputs))
         scale = ops.cast(65536.0 / (65536 - self.threshold), inputs.dtype)
-        return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
+        return tf.where(keep, inputs * scale, tf.zeros((), inputs.dtype))
 
     def get_config(self):
         config = super().get_config()
@@ -210,14 +210,15 @@ class TemporalConvStream(keras.layers.Layer):
             out = out + h
         if training and not self.rezero_padding:
             return out
-        return ops.where(mask > 0, out, ops.zeros_like(out))
+        return ops.where(mask > 0, out, ops.zeros((), out.dtype))
 
     def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None):
         if snippet_mask is None:
             snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
         m = ops.cast(snippet_mask, inputs.dtype)[..., None]
         # `where`, not a product: NaN/inf in padded positions must not leak (NaN * 0 = NaN).
-        h = ops.where(m > 0, inputs, ops.zeros_like(inputs))
+        # A scalar zero (broadcast), not zeros_like: no zero tensor written (here and below).
+        h = ops.where(m > 0, inputs, ops.zeros((), inputs.dtype))
         h = self._embed(self.conv1, h, m, training)
         embedding = self._embed(self.conv2, h, m, training)
         dropped = self.drop(embedding, training=training, multiplier=dropout_multiplier)
