@@ -210,7 +210,8 @@ class D2NetTask(keras.Model):
             return outputs, batch["mask"]
         unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])
                     for k in ("tcam", "embeddings")}
-        unpacked["embedding_rows"] = tf.squeeze(outputs["embeddings"], 0)  # [L, D]; its gradient is a reshape, not a copy
+        # [L, D] by squeeze: its gradient is a reshape (the gradient of [0] is a StridedSliceGrad copy).
+        unpacked["embedding_rows"] = tf.squeeze(outputs["embeddings"], 0)
         unpacked["row_index"] = batch["unpack_index"]
         return unpacked, batch["video_mask"]
 

@@ -49,7 +49,7 @@ def weighted_sums(weights: tf.Tensor, x: tf.Tensor, row_index: tf.Tensor | None 
     b, k, t = tf.unstack(tf.shape(weights))
     rows = tf.broadcast_to(tf.cast(row_index, tf.int32)[:, None, :], [b, k, t])
     bk = tf.broadcast_to(tf.reshape(tf.range(b * k), [b, k, 1]), [b, k, t])
-    # Positions past a video's end (weight 0, see the callers' masks) point at some row: adding 0 there is harmless.
+    # Positions past a video's end (weight 0: the callers' masks) point at some row; adding 0 there is harmless.
     scattered = tf.scatter_nd(tf.stack([bk, rows], -1), weights, tf.stack([b * k, tf.shape(x)[0]]))
     return tf.reshape(tf.matmul(scattered, x), tf.stack([b, k, tf.shape(x)[-1]]))
 
