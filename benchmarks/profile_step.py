@@ -1,6 +1,6 @@
-"""Where a training step's time goes: `python -m benchmarks.profile_step [--precision P]`.
+"""Where a training step's time goes: `python -m benchmarks.profile_step [--precision P] [--feature_dim D] [--batch_size B]`.
 
-Traces a few training steps (B=10 THUMOS14-shaped packed batches, D=2048, C=20, the same
+Traces a few training steps (THUMOS14-shaped packed batches, default B=10, D=2048, C=20, the same
 batches as `benchmarks.train_step`) with the TensorFlow profiler, with one inter-op thread
 so that the op times add up to the step time, and prints the op time per step by part
 (forward / backward / optimizer; conv matmuls / dropout RNG / other element-wise work /
@@ -62,13 +62,15 @@ def part_of(op: str) -> tuple[str, str]:
     return phase, "streams: element-wise (shift, bias, mask, activation, casts)"
 
 
-def profile(precision: str, steps: int = 6) -> tuple[list[dict], list[dict], float]:
+def profile(precision: str, steps: int = 6, feature_dim: int = 2048, batch_size: int = 10) -> tuple[list[dict], list[dict], float]:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     cfg = preset("official_fixed")  # packed batches need rezero_padding
-    cfg.model.feature_dim, cfg.model.num_classes = 2048, 20
+    cfg.model.feature_dim, cfg.model.num_classes = feature_dim, 20
+    cfg.train.batch_size = batch_size
     cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
     model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True))
-    batches = make_batches(thumos_lengths(), 2048, 3, packed=True, gap=model.network.packing_gap())
+    batches = make_batches(thumos_lengths(), feature_dim, 3, batch_size=batch_size, packed=True,
+                           gap=model.network.packing_gap())
     real = sum(b["real"] for b in batches) / len(batches)
     tensors = [{k: tf.constant(v) for k, v in b.items() if k not in ("real", "convolved")} for b in batches]
     step = tf.function(model.train_step, reduce_retracing=True)
@@ -96,9 +98,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", default="mixed_bfloat16", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--feature_dim", type=int, default=2048)
+    parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args()
-    rows, top, _ = profile(args.precision, args.steps)
-    print(f"precision {args.precision}; op time per step (one inter-op thread: adds up to the step time)")
+    rows, top, _ = profile(args.precision, args.steps, args.feature_dim, args.batch_size)
+    print(f"D={args.feature_dim}, B={args.batch_size}, precision {args.precision}; op time per step (one inter-op thread: adds up to the step time)")
     print(markdown_table(rows, ["phase", "kind", "ms_per_step", "share"]))
     print("\nmost expensive ops other than matmuls")
     print(markdown_table(top, ["op", "ms_per_step"]))

@@ -205,7 +205,8 @@ class D2NetTask(keras.Model):
         [L, D], and `row_index` [B, T] (its unpack_index), which the losses read instead of the
         unpacked copy (in a traced step that copy is then never computed)."""
         outputs = self.network(batch["features"], snippet_mask=batch["mask"], training=training,
-                               dropout_multiplier=batch.get("dropout_multiplier") if training else None)
+                               dropout_multiplier=batch.get("dropout_multiplier") if training else None,
+                               packed="unpack_index" in batch)
         if "unpack_index" not in batch:
             return outputs, batch["mask"]
         unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])

@@ -1,4 +1,4 @@
-"""TemporalConv (one matmul per tap) equals keras.layers.Conv1D(padding='same')."""
+"""TemporalConv (one matmul per tap) equals keras.layers.Conv1D(padding='same' and 'valid'); Dropout16."""
 
 import os
 
@@ -35,6 +35,65 @@ def test_temporal_conv_equals_keras_conv1d_same(kernel, dilation, time):
         grads.append(tape.gradient(loss, [xv, layer.kernel]))
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,dilation,time", [(3, 1, 10), (5, 2, 12), (1, 1, 4), (3, 3, 9)])
+def test_valid_temporal_conv_equals_keras_conv1d_valid(kernel, dilation, time):
+    """TemporalConv(padding="valid") on rows [time, in] and its written-out gradient."""
+    rng = np.random.default_rng(kernel * 10 + dilation + time)
+    x = tf.constant(rng.standard_normal((time, 6)).astype("float32"))
+    ours = TemporalConv(4, kernel, dilation)
+    ref = keras.layers.Conv1D(4, kernel, dilation_rate=dilation, padding="valid")
+    ours.build((None, None, 6))
+    ref.build((None, None, 6))
+    ref.kernel.assign(rng.standard_normal(ref.kernel.shape).astype("float32"))
+    ref.bias.assign(rng.standard_normal(4).astype("float32"))
+    ours.kernel.assign(ref.kernel)
+    ours.bias.assign(ref.bias)
+    grads = []
+    for layer, run in ((ours, lambda: ours(x, padding="valid")), (ref, lambda: ref(x[None])[0])):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = run()
+            loss = tf.reduce_sum(tf.sin(y))
+        grads.append([y] + tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    assert grads[0][0].shape == (time - (kernel - 1) * dilation, 4)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="padding must be"):
+        ours(x, padding="causal")
+
+
+@pytest.mark.parametrize("kernel,dilation,residual", [(3, 1, True), (5, 2, True), (3, 1, False)])
+def test_valid_embedding_layer_equals_autodiff(kernel, dilation, residual):
+    """valid_embedding_layer's written-out gradient = autodiff of the same layer built from ops."""
+    from d2net_tf.modeling.layers import valid_embedding_layer
+
+    rng = np.random.default_rng(kernel + dilation)
+    time, c = 14, 5
+    n = time - (kernel - 1) * dilation
+    reach = (kernel - 1) // 2 * dilation
+    x = tf.constant(rng.standard_normal((time, c)).astype("float32"))
+    w = tf.constant(rng.standard_normal((kernel, c, c)).astype("float32"))
+    b = tf.constant(rng.standard_normal(c).astype("float32"))
+    keep = tf.constant(rng.random((n, 1)) > 0.3)
+    upstream = tf.constant(rng.standard_normal((n, c)).astype("float32"))
+
+    def reference(x, w, b):
+        pre = b + sum(tf.matmul(x[j * dilation : j * dilation + n], w[j]) for j in range(kernel))
+        out = tf.nn.leaky_relu(pre, alpha=0.2) + (x[reach : reach + n] if residual else 0.0)
+        return tf.where(keep, out, 0.0)
+
+    results = []
+    for fn in (lambda x, w, b: valid_embedding_layer(x, w, b, keep, dilation, residual), reference):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w, b])
+            y = fn(x, w, b)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y] + tape.gradient(loss, [x, w, b]))
+    for a, ref in zip(*results):
+        np.testing.assert_allclose(a, ref, rtol=1e-5, atol=1e-5)
+    assert not np.any(results[0][0].numpy()[~keep.numpy()[:, 0]])  # dropped rows are zero
 
 
 def test_temporal_conv_config_round_trip_and_even_kernel_refused():

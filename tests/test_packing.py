@@ -49,6 +49,35 @@ def test_packed_outputs_equal_each_video_alone(kernel, dilation, ck, cd):
         assert mask[b, :t].numpy().all() and not mask[b, t:].numpy().any()
 
 
+@pytest.mark.parametrize("kernel,dilation,ck,cd,residual,after_dropout",
+                         [(3, 1, 1, 1, True, True), (5, 2, 3, 1, True, False), (3, 1, 3, 2, False, True)])
+def test_stream_packed_rows_equal_same_padding_in_training(kernel, dilation, ck, cd, residual, after_dropout):
+    """TemporalConvStream(packed=True) ('valid' layers on the rows, written-out gradients) equals
+    its 'same'-padding path on the packed sequence: outputs and the gradients of the weights."""
+    from d2net_tf.modeling.layers import TemporalConvStream
+
+    keras.utils.set_random_seed(0)
+    stream = TemporalConvStream(8, C, kernel, dilation, ck, cd, residual=residual, dropout=0.5, init="glorot",
+                                embeddings_after_dropout=after_dropout, rezero_padding=True)
+    stream.build((None, None, 8))
+    rng = np.random.default_rng(2)
+    batch = pack_videos([rng.standard_normal((t, 8)).astype("float32") for t in (7, 3, 12)], stream.reach)
+    x, mask = tf.constant(batch["features"]), tf.constant(batch["mask"])
+    multiplier = tf.constant((rng.random(x.shape) < 0.5).astype("float32") * 2.0)
+    w_emb, w_act = (tf.constant(rng.standard_normal(shape).astype("float32")) for shape in ((1, x.shape[1], 8),
+                                                                                         (1, x.shape[1], C)))
+    results = []
+    for packed in (True, False):
+        with tf.GradientTape() as tape:
+            emb, act = stream(x, snippet_mask=mask, training=True, dropout_multiplier=multiplier, packed=packed)
+            loss = tf.reduce_sum(emb * w_emb) + tf.reduce_sum(act * w_act)
+        results.append([emb, act] + tape.gradient(loss, stream.trainable_weights))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="rezero_padding"):
+        TemporalConvStream(8, C, rezero_padding=False)(x, snippet_mask=mask, training=True, packed=True)
+
+
 def test_gap_narrower_than_padding_leaks():
     """The check above can fail: with no gap, neighbouring videos leak into each other."""
     model = _model(3, 1, 3, 1)

@@ -69,9 +69,12 @@ class D2Net(keras.Model):
         self.flow_stream.build(shape)
         self.built = True
 
-    def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None):
+    def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None, packed=False):
         """`dropout_multiplier` [batch, time, D] (optional, training only): the dropout masks
-        (0 or 1 / keep) to use instead of random ones, RGB half then flow half."""
+        (0 or 1 / keep) to use instead of random ones, RGB half then flow half.
+        `packed=True`: features [1, L, D] and snippet_mask [1, L] are one packed sequence of
+        `data.pipeline.pack_videos` with gap >= `packing_gap()`; the streams then compute on its
+        rows (`TemporalConvStream._call_packed`)."""
         half = self.mcfg.feature_dim // 2
         mask = snippet_mask
         if mask is None:
@@ -80,9 +83,9 @@ class D2Net(keras.Model):
         if dropout_multiplier is not None:
             mult_rgb, mult_flow = dropout_multiplier[..., :half], dropout_multiplier[..., half:]
         emb_rgb, act_rgb = self.rgb_stream(features[..., :half], snippet_mask=mask, training=training,
-                                           dropout_multiplier=mult_rgb)
+                                           dropout_multiplier=mult_rgb, packed=packed)
         emb_flow, act_flow = self.flow_stream(features[..., half:], snippet_mask=mask, training=training,
-                                              dropout_multiplier=mult_flow)
+                                              dropout_multiplier=mult_flow, packed=packed)
         embeddings = ops.cast(0.5 * (emb_rgb + emb_flow), "float32")
         tcam = 0.5 * (act_rgb + act_flow)
         return {
@@ -94,8 +97,7 @@ class D2Net(keras.Model):
 
     def packing_gap(self) -> int:
         """Zero snippets needed between packed videos: the widest 'same' padding of the TC layers."""
-        m = self.mcfg
-        return max((m.kernel_size - 1) * m.dilation // 2, (m.classifier_kernel_size - 1) * m.classifier_dilation // 2)
+        return self.rgb_stream.reach
 
     def get_config(self):
         config = super().get_config()

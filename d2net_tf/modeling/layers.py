@@ -8,6 +8,83 @@ import tensorflow as tf
 from keras import ops
 
 
+def _tap_windows(rows, kernel_size: int, dilation: int, size):
+    """The row window [j * dilation, j * dilation + size) of every tap j: views of `rows`."""
+    return [rows[j * dilation : j * dilation + size] for j in range(kernel_size)]
+
+
+def _tap_sum_gradients(rows, windows, taps, dilation: int, upstream, extra=()):
+    """Gradients of y = sum_j windows[j] @ taps[j] + bias from upstream [n, out]: (rows,
+    kernel [k, in, out], bias). The rows' gradient is the sum of the taps' windows of ONE padded
+    copy of `upstream` (times the tap's transpose), plus `extra` tensors shaped like `rows`."""
+    span = (len(taps) - 1) * dilation
+    d_kernel = tf.stack([tf.matmul(win, upstream, transpose_a=True) for win in windows])
+    padded = tf.pad(upstream, [[span, span], [0, 0]]) if span else upstream
+    time = tf.shape(rows)[0]
+    d_rows = tf.add_n([tf.matmul(padded[span - j * dilation : span - j * dilation + time], tap, transpose_b=True)
+                       for j, tap in enumerate(taps)] + list(extra))
+    return d_rows, d_kernel, tf.reduce_sum(upstream, axis=0)
+
+
+def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
+    """'valid' temporal convolution of one sequence: rows [time, in], kernel [k, in, out] and
+    bias [out] -> [time - (k - 1) * dilation, out], with
+    y[t] = bias + sum_j rows[t + j * dilation] @ kernel[j] (`keras.layers.Conv1D(padding="valid")`).
+
+    Every tap reads a window of rows, and a leading-dimension slice of a 2-D tensor is a view in
+    TensorFlow's CPU kernels (no copy when a row is a multiple of 64 bytes): the forward pass
+    copies nothing but the tap sum. The gradient is written out, because autodiff would pad each
+    window's gradient back to `time` rows: one padded copy of the upstream gradient, whose
+    windows give the input gradient, while the kernel gradient reads the forward windows.
+    """
+    k = int(kernel.shape[0])
+
+    @tf.custom_gradient
+    def conv(x, w, b):
+        taps = tf.unstack(w, axis=0)
+        windows = _tap_windows(x, k, dilation, tf.shape(x)[0] - (k - 1) * dilation)
+        out = tf.add_n([tf.matmul(win, tap) for win, tap in zip(windows, taps)]) + b
+        return out, lambda upstream: _tap_sum_gradients(x, windows, taps, dilation, upstream)
+
+    return conv(rows, kernel, bias)
+
+
+def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual: bool = True,
+                          negative_slope: float = 0.2):
+    """One embedding layer of a stream on one sequence, 'valid' (see `valid_temporal_conv`):
+    y = where(keep, leaky_relu(conv(rows)) + rows[centre], 0), `keep` [n, 1] bool, n = time - (k - 1) * dilation,
+    rows[centre] = rows[reach : reach + n] (the residual, official h = lrelu(conv(h)) + h; none
+    if not `residual`).
+
+    One custom gradient for the whole layer: the residual's gradient is a padded copy of the
+    upstream gradient in the rows' sum, where autodiff of the centre window's slice writes it
+    with a StridedSliceGrad (about 3x the time of a pad).
+    """
+    k = int(kernel.shape[0])
+    reach = (k - 1) // 2 * dilation
+
+    @tf.custom_gradient
+    def layer(x, w, b):
+        n = tf.shape(x)[0] - (k - 1) * dilation
+        taps = tf.unstack(w, axis=0)
+        windows = _tap_windows(x, k, dilation, n)
+        pre = tf.add_n([tf.matmul(win, tap) for win, tap in zip(windows, taps)]) + b
+        out = tf.nn.leaky_relu(pre, alpha=negative_slope)
+        if residual:
+            out = out + x[reach : reach + n]
+        out = tf.where(keep, out, tf.zeros((), out.dtype))
+
+        def grad(upstream):
+            kept = tf.where(keep, upstream, tf.zeros((), upstream.dtype))
+            d_pre = tf.raw_ops.LeakyReluGrad(gradients=kept, features=pre, alpha=negative_slope)
+            extra = [tf.pad(kept, [[reach, reach], [0, 0]])] if residual else []
+            return _tap_sum_gradients(x, windows, taps, dilation, d_pre, extra)
+
+        return out, grad
+
+    return layer(rows, kernel, bias)
+
+
 def conv_initializers(init: str):
     """Kernel and bias initializers: official N(0, 0.01) and zero bias, or Keras defaults."""
     if init == "official":
@@ -27,7 +104,9 @@ class TemporalConv(keras.layers.Layer):
     on CPU this runs at matmul speed (2.5x the float32 throughput of oneDNN's conv1d
     forward + backward at D2-Net's layer size, see benchmarks/RESULTS.md).
 
-    Input [batch, time, in]; output [batch, time, filters].
+    Input [batch, time, in]; output [batch, time, filters]. `call(rows, padding="valid")`
+    convolves one sequence of rows [time, in] without padding instead (`valid_temporal_conv`):
+    [time - (k - 1) * dilation, filters], row t centred on input row t + `reach`.
 
     Args:
       filters: int, output channels.
@@ -53,7 +132,20 @@ class TemporalConv(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
         self.built = True
 
-    def call(self, inputs):
+    @property
+    def reach(self) -> int:
+        """Input snippets on each side of an output snippet: the 'same' padding."""
+        return (self.kernel_size - 1) // 2 * self.dilation_rate
+
+    def compute_weights(self):
+        """(kernel, bias) in the compute dtype (their gradients reach the variables)."""
+        return ops.cast(self.kernel, self.compute_dtype), ops.cast(self.bias, self.compute_dtype)
+
+    def call(self, inputs, padding="same"):
+        if padding == "valid":
+            return valid_temporal_conv(inputs, *self.compute_weights(), self.dilation_rate)
+        if padding != "same":
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
         half = (self.kernel_size - 1) // 2
         reach = half * self.dilation_rate
         time = ops.shape(inputs)[1]
@@ -212,7 +304,12 @@ class TemporalConvStream(keras.layers.Layer):
             return out
         return ops.where(mask > 0, out, ops.zeros((), out.dtype))
 
-    def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None):
+    def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None, packed=False):
+        """`packed=True`: `inputs` [1, L, channels] is one packed sequence (`data.pipeline.pack_videos`,
+        videos apart by at least `reach` zero snippets) with its `snippet_mask` [1, L]; see
+        `_call_packed`."""
+        if packed:
+            return self._call_packed(inputs, snippet_mask, training, dropout_multiplier)
         if snippet_mask is None:
             snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
         m = ops.cast(snippet_mask, inputs.dtype)[..., None]
@@ -228,6 +325,53 @@ class TemporalConvStream(keras.layers.Layer):
         # Padding re-zeroed in the activations (they are masked out of every loss).
         activations = ops.where(m > 0, ops.sigmoid(ops.cast(logits, "float32")), 0.0)
         return embedding, activations
+
+    @property
+    def reach(self) -> int:
+        """The widest 'same' padding of the three TC layers: the zero snippets a packed sequence
+        needs between videos (`D2Net.packing_gap`)."""
+        return max(conv.reach for conv in (self.conv1, self.conv2, self.classifier))
+
+    def _call_packed(self, inputs, snippet_mask, training, dropout_multiplier):
+        """`call` on one packed sequence, computed on its rows [L, channels].
+
+        Each TC layer convolves 'valid' (`valid_temporal_conv`: its taps read row windows, which
+        are views, where 'same' padding shifts a copy of every tap's output), so it loses its
+        reach at both ends. The rows are zero-padded by the summed reach of the three layers
+        first: the classifier's rows are the input's rows again, and the embedding's a view of
+        its rows. Every layer re-zeroes the gaps, so each video sees the zeros it would see alone
+        and the outputs equal `call`'s up to the order of the tap sums."""
+        if training and not self.rezero_padding:
+            raise ValueError("packed sequences need rezero_padding=True: without it a video's padding leaks "
+                             "into its neighbours")
+        if snippet_mask is None:
+            raise ValueError("packed sequences need their snippet_mask [1, L]")
+        dtype = inputs.dtype
+        length = ops.shape(inputs)[1]
+        convs = (self.conv1, self.conv2, self.classifier)
+        margin = sum(conv.reach for conv in convs)
+        # Row i of a layer's output is row i + offset of the padded rows, row i + offset - margin of
+        # the sequence (offset: the reach lost at each end so far).
+        valid = tf.pad(tf.reshape(ops.cast(snippet_mask, "float32"), [-1]), [[margin, margin]]) > 0
+        total = length + 2 * margin
+        rows = tf.pad(tf.reshape(inputs, [length, -1]), [[margin, margin], [0, 0]])
+        h, offset = ops.where(valid[:, None], rows, ops.zeros((), dtype)), 0
+        for conv in convs[:2]:
+            offset += conv.reach
+            h = valid_embedding_layer(h, *conv.compute_weights(), valid[offset : total - offset, None],
+                                      conv.dilation_rate, self.residual)
+        multiplier = None
+        if dropout_multiplier is not None and training:
+            multiplier = tf.pad(tf.reshape(dropout_multiplier, [length, -1]), [[margin, margin], [0, 0]])
+            multiplier = multiplier[offset : total - offset]
+        dropped = self.drop(h, training=training, multiplier=multiplier)
+        logits = self.classifier(dropped, padding="valid")  # [L, num_classes]: the sequence's rows
+        activations = ops.where(valid[margin : margin + length, None], ops.sigmoid(ops.cast(logits, "float32")), 0.0)
+        embedding = dropped if self.embeddings_after_dropout else h
+        cut = margin - offset  # the classifier's reach
+        if cut:  # (a slice's gradient is a copy: none when the rows are already the sequence's)
+            embedding = embedding[cut : cut + length]
+        return embedding[None], activations[None]
 
     def get_config(self):
         config = super().get_config()
