@@ -11,7 +11,8 @@ multiplier (one pre-drawn 0.7 mask per batch, as the transcription takes it; no 
 step, again in the baseline's favour); its pairing permutation pi is drawn per step.
 
 Ours: `D2Net.train_step` (preset official_fixed, packed batches: no convolution on padding),
-float32 and mixed_bfloat16, traced once per batch shape.
+float32 and mixed_bfloat16, traced once per batch shape, with the thread pools `d2net-fit` sets
+(`--cpu_thread_pools`, default per_stream: `d2net_tf.cpu_runtime.configure_cpu_runtime`).
 
 Both sides see the same videos: `num_batches` batches of B videos drawn from the real
 THUMOS14 training-split lengths, cropped to 750 snippets (`benchmarks.train_step.make_batches`),
@@ -308,7 +309,9 @@ def main():
     parser.add_argument("--num_batches", type=int, default=2, help="batches (steps) per pass; even: half denoising")
     parser.add_argument("--dims", default="512,1024,2048")
     parser.add_argument("--batches", default="10,20")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="the reference's torch threads")
+    parser.add_argument("--cpu_thread_pools", default="per_stream", choices=["per_stream", "tensorflow"],
+                        help="our side's TensorFlow thread pools (d2net-fit --cpu_thread_pools)")
     parser.add_argument("--kernel", action="store_true", help="also run the kernel-time check (D=512, B=20)")
     parser.add_argument("--kernel_steps", type=int, default=40)
     parser.add_argument("--kernel_rounds", type=int, default=1)
@@ -326,9 +329,13 @@ def main():
         print("KERNEL " + json.dumps(_kernel_worker(args.configure, args.kernel_steps)), flush=True)
         return
 
+    from d2net_tf.cpu_runtime import configure_cpu_runtime
+
+    applied = configure_cpu_runtime(args.cpu_thread_pools)  # as d2net-fit: before TensorFlow's first op
     from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops
 
     print(machine_header())
+    print(f"our thread pools: {args.cpu_thread_pools} {json.dumps(applied, sort_keys=True)}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     if not args.nogrid:

@@ -1,24 +1,28 @@
-"""CPU runtime settings against kernel time: allocator thresholds and the inter-op pool.
+"""CPU runtime settings of a training job: TensorFlow's thread pools, and glibc's allocator thresholds.
 
-`configure_cpu_runtime()` is NOT applied by default: on this project's 2-core machine the kernel
-share of a training process is 0.5-4.7% with TensorFlow's defaults and these settings change it by
-nothing measurable (`benchmarks.train_grid --kernel`, which runs both; BUILD.md, "Kernel time").
-Call it first thing in a process that does show a futex / mmap-heavy kernel profile. It does two things:
+`configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_thread_pools`,
+default `per_stream`; BUILD.md, "Thread pools"). Call it before TensorFlow's first op in any
+other process that trains. It does up to two things:
 
-1. glibc malloc: fixes the mmap threshold and the trim threshold (`mallopt(M_MMAP_THRESHOLD)`,
+1. Thread pools, `thread_pools="per_stream"` (the default): 2 inter-op threads and
+   max(1, cores // 2) intra-op threads. D2-Net's RGB and flow streams are two independent
+   chains of ops, so the step has two ops ready at a time for most of its length; this runs
+   them side by side, each on its half of the cores, where TensorFlow's default (inter = intra
+   = cores) has both ops share every core. On this project's 2-core machines it is 2 x 1, and
+   the training step is 3-10% faster than with TensorFlow's defaults (`benchmarks.train_grid
+   --kernel`, `benchmarks/RESULTS.md`); one inter-op thread (the earlier candidate against
+   kernel time) is 20% slower. Measured on 2 cores only: on more cores the split is the same
+   rule, unmeasured. `thread_pools="tensorflow"` leaves TensorFlow's defaults. Only possible
+   before TensorFlow initialises its runtime (its first op); later it is skipped and reported.
+2. glibc malloc, `malloc=True` (off by default: it changed nothing measurable here): fixes
+   the mmap threshold and the trim threshold (`mallopt(M_MMAP_THRESHOLD)`,
    `mallopt(M_TRIM_THRESHOLD)`, at 1 GiB / 2 GiB). TensorFlow's CPU allocator is plain
-   `posix_memalign`; with glibc's dynamic thresholds a step's large buffers (packed batch,
-   activations, gradients: MBs each) are mmap-ed and munmap-ed at every step and every fresh
-   page is zero-filled by the kernel on first touch (page faults: kernel time). With fixed
-   thresholds the freed buffers stay in malloc's heap and are reused by the next step.
-   Equivalent to the environment variables MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_,
-   which only act when set before the process starts; mallopt acts at any time. No-op (and
-   reported as such) where the C library has no mallopt (not glibc).
-2. TensorFlow's inter-op pool: on a machine with <= `small_machine_cores` cores, one inter-op
-   thread (ops run one at a time, each with all cores in its intra-op pool) instead of one
-   per core, so that 2 x 2 threads do not compete for 2 cores (futex hand-offs). Only
-   possible before TensorFlow initialises its runtime (the first op); later it is skipped
-   and reported.
+   `posix_memalign`; with glibc's dynamic thresholds a step's large buffers can be mmap-ed and
+   munmap-ed at every step, every fresh page zero-filled by the kernel on first touch (kernel
+   time). With fixed thresholds the freed buffers stay in malloc's heap. Equivalent to the
+   environment variables MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, which only act when
+   set before the process starts; mallopt acts at any time. No-op (and reported as such) where
+   the C library has no mallopt (not glibc).
 
 Returns what was applied, so the job can log it.
 """
@@ -33,6 +37,8 @@ M_TRIM_THRESHOLD = -1  # glibc malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
+THREAD_POOLS = ("per_stream", "tensorflow")
+STREAMS = 2  # D2Net's RGB and flow streams: the step's independent chains of ops
 
 
 def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
@@ -50,21 +56,29 @@ def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thres
     return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
 
 
-def configure_cpu_runtime(inter_op_threads: int | None = None, small_machine_cores: int = 2, malloc: bool = True,
-                          threads: bool = True) -> dict:
-    """Applies the training job's CPU defaults; returns {"malloc": bool, "inter_op_threads": n or reason}."""
+def per_stream_thread_pools(cores: int | None = None) -> tuple[int, int]:
+    """(inter-op, intra-op) threads of `thread_pools="per_stream"`: one op per stream at a time,
+    each on its share of the cores."""
+    cores = cores or os.cpu_count() or 1
+    return STREAMS, max(1, cores // STREAMS)
+
+
+def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False) -> dict:
+    """Applies a training job's CPU settings (see the module docstring); returns what was applied:
+    {"inter_op_threads", "intra_op_threads": n or the reason it was not, "malloc_thresholds": bool}."""
+    if thread_pools not in THREAD_POOLS:
+        raise ValueError(f"thread_pools must be one of {THREAD_POOLS}, got {thread_pools!r}")
     import tensorflow as tf
 
     applied: dict = {}
     if malloc:
         applied["malloc_thresholds"] = fix_malloc_thresholds()
-    if threads:
-        cores = os.cpu_count() or 1
-        want = inter_op_threads if inter_op_threads is not None else (1 if cores <= small_machine_cores else None)
-        if want is not None:
-            try:
-                tf.config.threading.set_inter_op_parallelism_threads(want)
-                applied["inter_op_threads"] = want
-            except RuntimeError:  # the TensorFlow runtime is already initialised
-                applied["inter_op_threads"] = "unchanged (TensorFlow already initialised)"
+    if thread_pools == "per_stream":
+        inter, intra = per_stream_thread_pools()
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+            applied.update(inter_op_threads=inter, intra_op_threads=intra)
+        except RuntimeError:  # the TensorFlow runtime is already initialised
+            applied["thread_pools"] = "unchanged (TensorFlow already initialised)"
     return applied

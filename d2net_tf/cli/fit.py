@@ -26,6 +26,9 @@ FLAGS = flags.FLAGS
 @run_cli
 def main(argv):
     del argv
+    from d2net_tf.cpu_runtime import configure_cpu_runtime
+
+    applied = configure_cpu_runtime(FLAGS.cpu_thread_pools)  # before TensorFlow's first op
     from d2net_tf.data.loading import split_train_test
     from d2net_tf.evaluation import format_results_table
     from d2net_tf.training import train_and_evaluate
@@ -34,8 +37,11 @@ def main(argv):
     train_set, test_set = split_train_test(dataset)
     cfg = config_from_flags(dataset.feature_dim, dataset.num_classes)
     run = run_config_from_flags(FLAGS.model_dir)
+    threads = (f"{applied['inter_op_threads']} x {applied['intra_op_threads']} threads" if "inter_op_threads" in applied
+               else "TensorFlow's thread pools")
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "
-          f"videos, {len(test_set)} evaluation videos, D={cfg.model.feature_dim}, {cfg.train.num_steps} steps")
+          f"videos, {len(test_set)} evaluation videos, D={cfg.model.feature_dim}, {cfg.train.num_steps} steps, "
+          f"{threads}")
     result = train_and_evaluate(cfg, run, train_set, test_set)
     if "mAP" in result:
         print(format_results_table(result))

@@ -76,6 +76,10 @@ def define_training_flags() -> None:
                       "losses are computed on the global batch (BUILD.md, section Scaling).")
     flags.DEFINE_boolean("packed", None, "Pack the videos of a batch into one sequence (no convolution on "
                          "padding; needs --rezero_padding; default: from --preset).")
+    flags.DEFINE_enum("cpu_thread_pools", "per_stream", ["per_stream", "tensorflow"], "TensorFlow's CPU thread "
+                      "pools: per_stream = 2 inter-op threads x cores/2 intra-op threads (the two streams side by "
+                      "side: faster training steps, BUILD.md 'Thread pools'), tensorflow = TensorFlow's "
+                      "defaults (d2net_tf.cpu_runtime).")
     flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
     flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
                          "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")

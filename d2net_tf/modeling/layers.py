@@ -371,7 +371,8 @@ class TemporalConvStream(keras.layers.Layer):
         cut = margin - offset  # the classifier's reach
         if cut:  # (a slice's gradient is a copy: none when the rows are already the sequence's)
             embedding = embedding[cut : cut + length]
-        return embedding[None], activations[None]
+        # expand_dims, not [None]: the gradient of [None] is a StridedSliceGrad copy.
+        return tf.expand_dims(embedding, 0), tf.expand_dims(activations, 0)
 
     def get_config(self):
         config = super().get_config()
