@@ -24,13 +24,19 @@ from d2net_tf.model_dir import restore_network
 from d2net_tf.scores import topk_mean
 
 
-def compiled_forward(model) -> tf.types.experimental.GenericFunction:
-    """model(features [b, T, D], mask [b, T]) as one tf.function with a dynamic batch and time."""
+def compiled_forward(model, packed: bool = False) -> tf.types.experimental.GenericFunction:
+    """model(features [b, T, D], mask [b, T]) as one tf.function with a dynamic batch and time.
+
+    `packed=True`: b = 1 and the sequence is a packed one (`data.pipeline.pack_videos`, or one
+    whole video), computed on its rows with 'valid' convolutions (`D2Net.call(packed=True)`);
+    only "tcam" and "attention" are returned (the sequence's top-k video scores would mix its
+    videos), so the graph does not compute the rest."""
     d = model.mcfg.feature_dim
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, d], tf.float32), tf.TensorSpec([None, None], tf.float32)])
     def forward(features, mask):
-        return model(features, snippet_mask=mask, training=False)
+        out = model(features, snippet_mask=mask, training=False, packed=packed)
+        return {k: out[k] for k in ("tcam", "attention")} if packed else out
 
     return forward
 
@@ -44,7 +50,7 @@ def predict_videos(
     wide as the convolutions' padding (no convolution on padding); each output equals the
     video run alone.
     """
-    forward = compiled_forward(model)
+    forward = compiled_forward(model, packed=True)
     divisor = model.topk_divisor
     for idx, batch, starts in evaluation_packs(dataset, model.packing_gap(), max_snippets):
         out = forward(tf.constant(batch["features"]), tf.constant(batch["mask"]))
@@ -129,7 +135,7 @@ def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, n
     """
     network, record = restore_network(model_dir, which)
     fps = fps or record.snippets_per_second
-    forward = compiled_forward(network)
+    forward = compiled_forward(network, packed=True)  # one video is a packed sequence of one
     outputs = {}
 
     def videos():
