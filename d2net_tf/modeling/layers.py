@@ -13,6 +13,11 @@ def _tap_windows(rows, kernel_size: int, dilation: int, size):
     return [rows[j * dilation : j * dilation + size] for j in range(kernel_size)]
 
 
+def _tap_sum(windows, taps, bias):
+    """sum_j windows[j] @ taps[j] + bias: a 'valid' convolution's output from its tap windows."""
+    return tf.add_n([tf.matmul(win, tap) for win, tap in zip(windows, taps)]) + bias
+
+
 def _tap_sum_gradients(rows, windows, taps, dilation: int, upstream, extra=()):
     """Gradients of y = sum_j windows[j] @ taps[j] + bias from upstream [n, out]: (rows,
     kernel [k, in, out], bias). The rows' gradient is the sum of the taps' windows of ONE padded
@@ -43,8 +48,7 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
     def conv(x, w, b):
         taps = tf.unstack(w, axis=0)
         windows = _tap_windows(x, k, dilation, tf.shape(x)[0] - (k - 1) * dilation)
-        out = tf.add_n([tf.matmul(win, tap) for win, tap in zip(windows, taps)]) + b
-        return out, lambda upstream: _tap_sum_gradients(x, windows, taps, dilation, upstream)
+        return _tap_sum(windows, taps, b), lambda upstream: _tap_sum_gradients(x, windows, taps, dilation, upstream)
 
     return conv(rows, kernel, bias)
 
@@ -68,7 +72,7 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
         n = tf.shape(x)[0] - (k - 1) * dilation
         taps = tf.unstack(w, axis=0)
         windows = _tap_windows(x, k, dilation, n)
-        pre = tf.add_n([tf.matmul(win, tap) for win, tap in zip(windows, taps)]) + b
+        pre = _tap_sum(windows, taps, b)
         out = tf.nn.leaky_relu(pre, alpha=negative_slope)
         if residual:
             out = out + x[reach : reach + n]
@@ -146,8 +150,7 @@ class TemporalConv(keras.layers.Layer):
             return valid_temporal_conv(inputs, *self.compute_weights(), self.dilation_rate)
         if padding != "same":
             raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
-        half = (self.kernel_size - 1) // 2
-        reach = half * self.dilation_rate
+        half, reach = (self.kernel_size - 1) // 2, self.reach
         time = ops.shape(inputs)[1]
         # One read (and, under mixed precision, one cast) of the kernel, split by unstack: its
         # gradient is one stack, where kernel[j] costs a kernel-sized scatter per tap.
