@@ -62,12 +62,32 @@ def matmul_peak_gflops(dtype: str = "float32", sizes: tuple[int, ...] = (2048, 3
     return best
 
 
+# CPU flags (Linux /proc/cpuinfo names) that decide the bfloat16 matmul peak: with AMX tiles it is
+# several times the float32 peak; with AVX-512 BF16 alone, well under 2x (benchmarks/RESULTS.md).
+MATRIX_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    """(CPU model name, the `MATRIX_FLAGS` it has) from `cpuinfo`; ("", []) where it is unreadable."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return "", []
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return fields.get("model name", ""), [f for f in MATRIX_FLAGS if f in flags]
+
+
 def machine_header() -> str:
     import tensorflow as tf
 
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (default)")
+    model, flags = cpu_description()
     return (
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}; "
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {model or platform.processor() or 'cpu'} "
+        f"({', '.join(flags) or 'no AVX-512 / AMX flags found'}); "
         f"Python {platform.python_version()}; TensorFlow {tf.__version__}; oneDNN: {onednn}"
     )
 
