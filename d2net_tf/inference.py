@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -24,21 +25,34 @@ from d2net_tf.model_dir import restore_network
 from d2net_tf.scores import topk_mean
 
 
+_FORWARDS: dict[tuple[int, bool], tf.types.experimental.GenericFunction] = {}
+
+
 def compiled_forward(model, packed: bool = False) -> tf.types.experimental.GenericFunction:
     """model(features [b, T, D], mask [b, T]) as one tf.function with a dynamic batch and time.
 
     `packed=True`: b = 1 and the sequence is a packed one (`data.pipeline.pack_videos`, or one
     whole video), computed on its rows with 'valid' convolutions (`D2Net.call(packed=True)`);
     only "tcam" and "attention" are returned (the sequence's top-k video scores would mix its
-    videos), so the graph does not compute the rest."""
-    d = model.mcfg.feature_dim
+    videos), so the graph does not compute the rest.
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, d], tf.float32), tf.TensorSpec([None, None], tf.float32)])
-    def forward(features, mask):
-        out = model(features, snippet_mask=mask, training=False, packed=packed)
-        return {k: out[k] for k in ("tcam", "attention")} if packed else out
+    One function per (model, packed), kept while the model lives: a training run evaluates the
+    same network many times, and a new tf.function per evaluation would trace again each time.
+    The function holds the model weakly (its graph captures the variables, which it reads at
+    every call), so the cache does not keep a model alive."""
+    key = (id(model), packed)
+    if key not in _FORWARDS:
+        model_ref, d = weakref.ref(model), model.mcfg.feature_dim
 
-    return forward
+        @tf.function(input_signature=[tf.TensorSpec([None, None, d], tf.float32),
+                                      tf.TensorSpec([None, None], tf.float32)])
+        def forward(features, mask):
+            out = model_ref()(features, snippet_mask=mask, training=False, packed=packed)
+            return {k: out[k] for k in ("tcam", "attention")} if packed else out
+
+        _FORWARDS[key] = forward
+        weakref.finalize(model, _FORWARDS.pop, key, None)
+    return _FORWARDS[key]
 
 
 def predict_videos(

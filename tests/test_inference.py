@@ -41,3 +41,27 @@ def test_packed_inference_equals_videos_alone(kernel, dilation, max_snippets):
         np.testing.assert_allclose(att, alone["attention"][0], atol=1e-5)
         np.testing.assert_allclose(p, alone["video_scores"][0], atol=1e-5)
     assert sorted(seen) == list(range(6))
+
+
+def test_compiled_forward_is_one_function_per_model_that_follows_its_weights_and_dies_with_it():
+    import gc
+
+    from d2net_tf.inference import _FORWARDS, compiled_forward
+
+    cfg = preset("official")
+    cfg.model.feature_dim, cfg.model.num_classes, cfg.model.init = 16, 4, "glorot"
+    model = build_network(cfg.model, cfg.loss.topk_divisor)
+    forward = compiled_forward(model, packed=True)
+    assert compiled_forward(model, packed=True) is forward
+    assert compiled_forward(model) is not forward
+    assert set(forward(np.ones((1, 9, 16), np.float32), np.ones((1, 9), np.float32))) == {"tcam", "attention"}
+    x = np.random.default_rng(1).random((1, 9, 16), dtype=np.float32)
+    mask = np.ones((1, 9), np.float32)
+    other = build_network(cfg.model, cfg.loss.topk_divisor)
+    model.set_weights(other.get_weights())  # after the first trace: the cached graph reads the new weights
+    np.testing.assert_allclose(forward(x, mask)["tcam"], other(x, training=False)["tcam"], atol=1e-6)
+    keys = {(id(model), True), (id(model), False)}
+    assert keys <= set(_FORWARDS)
+    del model, forward
+    gc.collect()
+    assert not keys & set(_FORWARDS)
