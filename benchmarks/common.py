@@ -74,8 +74,9 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
             text = f.read()
     except OSError:
         return "", []
-    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    first_cpu = text.split("\n\n", 1)[0]
+    pairs = (line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
     flags = set(fields.get("flags", "").split())
     return fields.get("model name", ""), [f for f in MATRIX_FLAGS if f in flags]
 
