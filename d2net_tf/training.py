@@ -65,7 +65,7 @@ class RunConfig:
     packed: bool = _OFFICIAL_RUN["packed"]  # pack a batch's videos into one sequence: no convolution on padding
     strategy: str = "default"  # default | mirrored | multi_worker | tpu (d2net_tf.distribute; per-replica packing)
     max_nonfinite_steps: int = 100
-    deterministic: bool = False  # op determinism + keras.utils.set_random_seed(seed) before the model is built
+    deterministic: bool = False  # TF op determinism too (the seed always fixes initial weights, dropout, batches)
     verbose: int = 1
 
     def wtalc_options(self) -> dict:
@@ -113,9 +113,15 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2NetTask:
     return model
 
 
-def make_deterministic(seed: int) -> None:
-    """Seeds Python, NumPy, TF and Keras (weight init, dropout) and forces deterministic TF ops."""
+def seed_initialisation(seed: int) -> None:
+    """Seeds Python, NumPy, TF and Keras, so the initial weights and the dropout RNG's start are
+    functions of the seed (batches and the Eq. 3 pairing already are, statelessly)."""
     keras.utils.set_random_seed(seed)
+
+
+def make_deterministic(seed: int) -> None:
+    """`seed_initialisation` plus deterministic TF ops (bit-identical reruns on any device)."""
+    seed_initialisation(seed)
     tf.config.experimental.enable_op_determinism()
 
 
@@ -191,8 +197,7 @@ def train_and_evaluate(
         raise D2NetInputError(
             f"features have dimension {train_set.feature_dim}, the model config expects {cfg.model.feature_dim}"
         )
-    if run.deterministic:
-        make_deterministic(cfg.train.seed)
+    (make_deterministic if run.deterministic else seed_initialisation)(cfg.train.seed)
     strategy = make_strategy(run.strategy)
     os.makedirs(run.model_dir, exist_ok=True)
     chief = is_chief(strategy)

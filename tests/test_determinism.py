@@ -1,4 +1,5 @@
-"""--seed + --deterministic: two CPU runs of N steps give bit-identical checkpoints."""
+"""--seed fixes a run: two CPU runs of N steps give bit-identical checkpoints, with or without
+--deterministic (which adds TF op determinism, needed on GPU); another seed gives other weights."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def test_two_deterministic_runs_are_bit_identical(tmp_path):
     assert int(a["model/train_steps/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_the_seed_alone_fixes_a_cpu_run(tmp_path):
+    """Without --deterministic the seed still fixes the initial weights and the dropout RNG
+    (d2net_tf.training.seed_initialisation): before, two such runs started from different weights."""
+    data = tmp_path / "data"
+    fit(data, tmp_path / "a", "--seed=3")
+    fit(data, tmp_path / "b", "--seed=3")
+    fit(data, tmp_path / "c", "--seed=4")
+    a, b, c = (checkpoint_values(tmp_path / x) for x in "abc")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    weights = [k for k in a if k.startswith("optimizer/_trainable_variables/") and a[k].ndim == 3]  # conv kernels
+    assert weights and all(not np.array_equal(a[k], c[k]) for k in weights), weights
 
 
 def test_make_deterministic_seeds_weight_init_and_dropout():

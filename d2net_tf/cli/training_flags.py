@@ -81,8 +81,9 @@ def define_training_flags() -> None:
                       "side: faster training steps, BUILD.md 'Thread pools'), tensorflow = TensorFlow's "
                       "defaults (d2net_tf.cpu_runtime).")
     flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
-    flags.DEFINE_boolean("deterministic", False, "Seed Python/NumPy/TF/Keras with --seed before the model is built "
-                         "and enable TF op determinism: two runs give bit-identical weights (slower on GPU).")
+    flags.DEFINE_boolean("deterministic", False, "Also enable TF op determinism. --seed alone "
+                         "already fixes initial weights, dropout, batches and pairing, and two CPU runs give "
+                         "bit-identical weights; GPU kernels need this flag for that (slower on GPU).")
     flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 bar, 2 one line per round).")
 
 
