@@ -23,6 +23,7 @@ import tensorflow as tf
 from benchmarks.common import markdown_table
 from benchmarks.train_step import make_batches, thumos_lengths
 from d2net_tf.config import preset
+from d2net_tf.modeling.layers import GRADIENT_SCOPE
 from d2net_tf.training import RunConfig, create_model
 
 
@@ -52,8 +53,9 @@ def part_of(op: str) -> tuple[str, str]:
     name, kind = op.rsplit(":", 1)
     if "adam" in name:
         return "optimizer", "update"
-    phase = "backward" if name.startswith("gradient_tape") else "forward"
-    if "stream" not in name:
+    in_conv_gradient = GRADIENT_SCOPE in name  # the 'valid' layers' hand-written gradients
+    phase = "backward" if name.startswith("gradient_tape") or in_conv_gradient else "forward"
+    if "stream" not in name and not in_conv_gradient:
         return phase, "losses, unpacking, L2, finiteness"
     if "MatMul" in kind:
         return phase, "conv matmuls"

@@ -8,6 +8,11 @@ import tensorflow as tf
 from keras import ops
 
 
+# The name scope of the hand-written gradients below (a custom gradient's ops are otherwise unscoped);
+# benchmarks/profile_step.py files their ops under the streams' backward pass by it.
+GRADIENT_SCOPE = "valid_conv_gradient"
+
+
 def _tap_windows(rows, kernel_size: int, dilation: int, size):
     """The row window [j * dilation, j * dilation + size) of every tap j: views of `rows`."""
     return [rows[j * dilation : j * dilation + size] for j in range(kernel_size)]
@@ -48,7 +53,12 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
     def conv(x, w, b):
         taps = tf.unstack(w, axis=0)
         windows = _tap_windows(x, k, dilation, tf.shape(x)[0] - (k - 1) * dilation)
-        return _tap_sum(windows, taps, b), lambda upstream: _tap_sum_gradients(x, windows, taps, dilation, upstream)
+
+        def grad(upstream):
+            with tf.name_scope(GRADIENT_SCOPE):
+                return _tap_sum_gradients(x, windows, taps, dilation, upstream)
+
+        return _tap_sum(windows, taps, b), grad
 
     return conv(rows, kernel, bias)
 
@@ -79,10 +89,11 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
         out = tf.where(keep, out, tf.zeros((), out.dtype))
 
         def grad(upstream):
-            kept = tf.where(keep, upstream, tf.zeros((), upstream.dtype))
-            d_pre = tf.raw_ops.LeakyReluGrad(gradients=kept, features=pre, alpha=negative_slope)
-            extra = [tf.pad(kept, [[reach, reach], [0, 0]])] if residual else []
-            return _tap_sum_gradients(x, windows, taps, dilation, d_pre, extra)
+            with tf.name_scope(GRADIENT_SCOPE):
+                kept = tf.where(keep, upstream, tf.zeros((), upstream.dtype))
+                d_pre = tf.raw_ops.LeakyReluGrad(gradients=kept, features=pre, alpha=negative_slope)
+                extra = [tf.pad(kept, [[reach, reach], [0, 0]])] if residual else []
+                return _tap_sum_gradients(x, windows, taps, dilation, d_pre, extra)
 
         return out, grad
 
