@@ -12,6 +12,7 @@ per video and 3.3 s for mAP at 5 thresholds: 22.8 s in total on this kind of mac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,8 +87,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="both", choices=["both", "float32", "mixed_bfloat16"],
                         help="both: float32, then mixed_bfloat16 inference of the same weights, and the mAP change")
+    parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
+                        help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
+                        "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
     args = parser.parse_args()
+    from d2net_tf.cpu_runtime import configure_cpu_runtime
+
+    applied = configure_cpu_runtime(args.cpu_thread_pools)  # before TensorFlow's first op
     print(machine_header())
+    print(f"thread pools: {args.cpu_thread_pools} {json.dumps(applied, sort_keys=True)}")
     weights, totals = None, {}
     for precision in (["float32", "mixed_bfloat16"] if args.precision == "both" else [args.precision]):
         rows = run(args.repeats, precision, weights)
