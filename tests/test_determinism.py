@@ -28,17 +28,22 @@ def checkpoint_values(model_dir):
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
+def assert_same_checkpoint(a, b):
+    """Every tensor of two checkpoints (checkpoint_values) bit-identical."""
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def test_two_deterministic_runs_are_bit_identical(tmp_path):
     data = tmp_path / "data"
     fit(data, tmp_path / "a", "--seed=3", "--deterministic")
     fit(data, tmp_path / "b", "--seed=3", "--deterministic")
     a, b = checkpoint_values(tmp_path / "a"), checkpoint_values(tmp_path / "b")
-    assert a.keys() == b.keys()
     # weights, Adam moments, x_ref, step counter and the dropout RNG state
     assert any(k.startswith("dropout_rng/") for k in a), sorted(a)
     assert int(a["model/train_steps/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_checkpoint(a, b)
 
 
 def test_the_seed_alone_fixes_a_cpu_run(tmp_path):
@@ -49,8 +54,7 @@ def test_the_seed_alone_fixes_a_cpu_run(tmp_path):
     fit(data, tmp_path / "b", "--seed=3")
     fit(data, tmp_path / "c", "--seed=4")
     a, b, c = (checkpoint_values(tmp_path / x) for x in "abc")
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_checkpoint(a, b)
     weights = [k for k in a if k.startswith("optimizer/_trainable_variables/") and a[k].ndim == 3]  # conv kernels
     assert weights and all(not np.array_equal(a[k], c[k]) for k in weights), weights
 
