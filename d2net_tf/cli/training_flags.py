@@ -82,8 +82,8 @@ def define_training_flags() -> None:
                       "defaults (d2net_tf.cpu_runtime).")
     flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
     flags.DEFINE_boolean("deterministic", False, "Also enable TF op determinism. --seed alone "
-                         "already fixes initial weights, dropout, batches and pairing, and two CPU runs give "
-                         "bit-identical weights; GPU kernels need this flag for that (slower on GPU).")
+                         "already fixes initial weights, dropout, batches and pairing, and two runs on one CPU "
+                         "give bit-identical weights; GPU kernels need this flag for that (slower on GPU).")
     flags.DEFINE_integer("progress", 1, "Keras progress bar verbosity (0 silent, 1 bar, 2 one line per round).")
 
 
