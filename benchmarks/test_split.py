@@ -5,7 +5,9 @@ The THUMOS14 test split as the evaluation sees it: 212 videos of the real test l
 random features and a randomly initialised model with a non-zero x_ref (speed does not
 depend on the values). Times the forward pass over packed sequences, the Sec. 3.3
 localization and the mAP evaluation at tIoU 0.1..0.7 separately, each the median of
-`repeats` runs. Reference: the official code takes 48 ms forward + 43 ms post-processing
+`repeats` runs, for each precision and convolution algorithm asked for (`--conv_algorithm
+direct,winograd`: the same weights, so every mAP change is the algorithm's or precision's alone,
+against float32 direct). Reference: the official code takes 48 ms forward + 43 ms post-processing
 per video and 3.3 s for mAP at 5 thresholds: 22.8 s in total on this kind of machine.
 """
 
@@ -31,6 +33,7 @@ from d2net_tf.config import preset
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
 from d2net_tf.inference import predict_videos
+from d2net_tf.modeling.winograd import CONV_ALGORITHMS, multiplications_per_output
 from d2net_tf.localization import localize_videos
 from d2net_tf.localization import localization_config
 from d2net_tf.training import RunConfig, create_model
@@ -38,9 +41,10 @@ from d2net_tf.training import RunConfig, create_model
 OFFICIAL_TOTAL_S = 22.8
 
 
-def run(repeats: int = 3, precision: str = "float32", weights: list | None = None) -> list[dict]:
-    """Rows of one precision; `weights` (a float32 model's get_weights()) = the same network in
-    both precisions, so the mAP change is the precision's alone."""
+def run(repeats: int = 3, precision: str = "float32", weights: list | None = None,
+        conv_algorithm: str = "direct", max_snippets: int = 50000) -> list[dict]:
+    """Rows of one precision and convolution algorithm; `weights` (a float32 model's
+    get_weights()) = the same network in every run."""
     test = load_wtalc_annotations(vendored_annotation_dir("Thumos14reduced")).subset("test")
     rng = np.random.default_rng(0)
     lengths = np.maximum(np.round(test.durations * 25 / 16).astype(int), 1)
@@ -55,7 +59,8 @@ def run(repeats: int = 3, precision: str = "float32", weights: list | None = Non
     outputs = {}
 
     def forward():
-        outputs["videos"] = [(v, t, a) for v, t, a, _ in predict_videos(model.network, test)]
+        outputs["videos"] = [(v, t, a) for v, t, a, _ in predict_videos(model.network, test, max_snippets,
+                                                                         conv_algorithm)]
 
     def localize():
         outputs["det"] = localize_videos(outputs["videos"], test.snippets_per_second, loc)
@@ -69,13 +74,20 @@ def run(repeats: int = 3, precision: str = "float32", weights: list | None = Non
         t = time_calls(fn, repeats, warmup=1)
         total += t["median_s"]
         rows.append({"stage": name, **t, "per_video_ms": 1000 * t["median_s"] / len(test)})
-    # FLOP floor of the forward: conv FLOPs of every snippet at this run's matmul peak.
+    # FLOP floor of the forward: the direct convolution's FLOPs of every snippet at this run's matmul
+    # peak (Winograd does fewer multiplications: its own floor fraction counts the matmul FLOPs it
+    # runs, not its transforms).
     peak = matmul_peak_gflops("bfloat16" if precision == "mixed_bfloat16" else "float32")
     gflops = conv_flops_per_snippet(2048, cfg.model.num_classes) * lengths.sum() / rows[0]["median_s"] / 1e9
-    rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak)
+    taps = multiplications_per_output(cfg.model.kernel_size) if conv_algorithm == "winograd" else cfg.model.kernel_size
+    matmul_gflops = conv_flops_per_snippet(2048, cfg.model.num_classes, kernel=taps) * lengths.sum() / rows[0]["median_s"] / 1e9
+    rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak,
+                   matmul_floor_frac=matmul_gflops / peak)
     rows.append({"stage": "total", "median_s": total, "per_video_ms": 1000 * total / len(test),
                  "vs_official": OFFICIAL_TOTAL_S / total, "detections": len(outputs["det"]),
-                 "snippets": int(lengths.sum()), "precision": precision, "peak_rss_mib": peak_rss_mib(),
+                 "snippets": int(lengths.sum()), "precision": precision, "conv_algorithm": conv_algorithm,
+                 "max_snippets": max_snippets,
+                 "peak_rss_mib": peak_rss_mib(),
                  "mAP@0.5": 100 * float(outputs["result"]["mAP"][4]),
                  "average_mAP": 100 * float(outputs["result"]["average_mAP"])})
     rows[-1]["weights"] = model.get_weights()
@@ -87,29 +99,38 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="both", choices=["both", "float32", "mixed_bfloat16"],
                         help="both: float32, then mixed_bfloat16 inference of the same weights, and the mAP change")
+    parser.add_argument("--conv_algorithm", default="direct",
+                        help=f"comma-separated, of {CONV_ALGORITHMS}: each runs in every precision, same weights")
     parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
                         help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
                         "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
+    parser.add_argument("--max_snippets", type=int, default=50000, help="longest packed sequence (predict_videos)")
     args = parser.parse_args()
+    algorithms = args.conv_algorithm.split(",")
+    if not set(algorithms) <= set(CONV_ALGORITHMS):
+        parser.error(f"--conv_algorithm: expected a comma-separated list of {CONV_ALGORITHMS}, got {args.conv_algorithm!r}")
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
     applied = configure_cpu_runtime(args.cpu_thread_pools)  # before TensorFlow's first op
     print(machine_header())
     print(f"thread pools: {args.cpu_thread_pools} {json.dumps(applied, sort_keys=True)}")
     weights, totals = None, {}
+    goals = {"float32": 10.0, "mixed_bfloat16": 4.0}
     for precision in (["float32", "mixed_bfloat16"] if args.precision == "both" else [args.precision]):
-        rows = run(args.repeats, precision, weights)
-        weights = rows[-1].pop("weights")
-        totals[precision] = rows[-1]
-        print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops", "peak_gflops",
-                                    "floor_frac", "vs_official", "detections", "snippets", "precision",
-                                    "peak_rss_mib", "mAP@0.5", "average_mAP"]), flush=True)
-    if len(totals) == 2:
-        f, b = totals["float32"], totals["mixed_bfloat16"]
-        print(f"float32 {f['median_s']:.2f} s (goal < 10 s), mixed_bfloat16 {b['median_s']:.2f} s (goal < 4 s), "
-              f"ratio {f['median_s'] / b['median_s']:.2f}x; mAP change (bf16 - fp32, points): "
-              f"mAP@0.5 {b['mAP@0.5'] - f['mAP@0.5']:+.3f}, average {b['average_mAP'] - f['average_mAP']:+.3f} "
-              "(goal: within 0.1)")
+        for algorithm in algorithms:
+            rows = run(args.repeats, precision, weights, algorithm, args.max_snippets)
+            weights = rows[-1].pop("weights")
+            totals[precision, algorithm] = rows[-1]
+            print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops",
+                                        "peak_gflops", "floor_frac", "matmul_floor_frac", "vs_official",
+                                        "detections", "snippets", "precision", "conv_algorithm", "max_snippets", "peak_rss_mib",
+                                        "mAP@0.5", "average_mAP"]), flush=True)
+    reference = next(iter(totals.values()))
+    summary = [{"precision": p, "conv_algorithm": a, "total_s": t["median_s"], "goal_s": goals[p],
+                "met": t["median_s"] < goals[p], "mAP@0.5 change": t["mAP@0.5"] - reference["mAP@0.5"],
+                "average change": t["average_mAP"] - reference["average_mAP"]} for (p, a), t in totals.items()]
+    print(f"mAP changes (points) against {reference['precision']} {reference['conv_algorithm']} (goal: within 0.1):")
+    print(markdown_table(summary, list(summary[0])))
 
 
 if __name__ == "__main__":

@@ -25,29 +25,33 @@ from d2net_tf.model_dir import restore_network
 from d2net_tf.scores import topk_mean
 
 
-_FORWARDS: dict[tuple[int, bool], tf.types.experimental.GenericFunction] = {}
+_FORWARDS: dict[tuple[int, bool, str], tf.types.experimental.GenericFunction] = {}
 
 
-def compiled_forward(model, packed: bool = False) -> tf.types.experimental.GenericFunction:
+def compiled_forward(model, packed: bool = False, conv_algorithm: str = "direct"
+                     ) -> tf.types.experimental.GenericFunction:
     """model(features [b, T, D], mask [b, T]) as one tf.function with a dynamic batch and time.
 
     `packed=True`: b = 1 and the sequence is a packed one (`data.pipeline.pack_videos`, or one
     whole video), computed on its rows with 'valid' convolutions (`D2Net.call(packed=True)`);
     only "tcam" and "attention" are returned (the sequence's top-k video scores would mix its
-    videos), so the graph does not compute the rest.
+    videos), so the graph does not compute the rest. `conv_algorithm="winograd"` (packed only):
+    the TC layers by Winograd's algorithm (`modeling.winograd`: fewer multiplications, more
+    round-off).
 
     One function per (model, packed), kept while the model lives: a training run evaluates the
     same network many times, and a new tf.function per evaluation would trace again each time.
     The function holds the model weakly (its graph captures the variables, which it reads at
     every call), so the cache does not keep a model alive."""
-    key = (id(model), packed)
+    key = (id(model), packed, conv_algorithm)
     if key not in _FORWARDS:
         model_ref, d = weakref.ref(model), model.mcfg.feature_dim
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, d], tf.float32),
                                       tf.TensorSpec([None, None], tf.float32)])
         def forward(features, mask):
-            out = model_ref()(features, snippet_mask=mask, training=False, packed=packed)
+            out = model_ref()(features, snippet_mask=mask, training=False, packed=packed,
+                              conv_algorithm=conv_algorithm)
             return {k: out[k] for k in ("tcam", "attention")} if packed else out
 
         _FORWARDS[key] = forward
@@ -56,15 +60,15 @@ def compiled_forward(model, packed: bool = False) -> tf.types.experimental.Gener
 
 
 def predict_videos(
-    model, dataset: VideoDataset, max_snippets: int = 50000
+    model, dataset: VideoDataset, max_snippets: int = 50000, conv_algorithm: str = "direct"
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Yields (video_id, tcam [T, C], attention [T], video_scores [C]) for every video.
 
     Videos run packed into sequences of at most `max_snippets` snippets with zero gaps as
     wide as the convolutions' padding (no convolution on padding); each output equals the
-    video run alone.
+    video run alone (`conv_algorithm`: see `compiled_forward`).
     """
-    forward = compiled_forward(model, packed=True)
+    forward = compiled_forward(model, packed=True, conv_algorithm=conv_algorithm)
     divisor = model.topk_divisor
     for idx, batch, starts in evaluation_packs(dataset, model.packing_gap(), max_snippets):
         out = forward(tf.constant(batch["features"]), tf.constant(batch["mask"]))
@@ -90,13 +94,15 @@ def evaluate_model(
     remove_ambiguous: bool | None = None,
     max_snippets: int = 50000,
     wtalc_options: dict | None = None,
+    conv_algorithm: str = "direct",
 ) -> tuple[dict, Detections]:
     """Localization mAP (and classification mAP) of `model` on all videos of `dataset`.
-    `wtalc_options`: keyword options of `evaluate_detections` for `protocol="wtalc"`."""
+    `wtalc_options`: keyword options of `evaluate_detections` for `protocol="wtalc"`;
+    `conv_algorithm`: see `compiled_forward`."""
     scores, order = [], []
 
     def tcams():
-        for vid, tcam, att, p in predict_videos(model, dataset, max_snippets):
+        for vid, tcam, att, p in predict_videos(model, dataset, max_snippets, conv_algorithm):
             scores.append(p)
             order.append(vid)
             yield vid, tcam, att
@@ -140,16 +146,18 @@ def feature_files(path: str) -> list[tuple[str, str]]:
 
 
 def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, np.ndarray, str]]],
-                     fps: float | None = None, preset: str | None = None, which: str = "best"):
+                     fps: float | None = None, preset: str | None = None, which: str = "best",
+                     conv_algorithm: str = "direct"):
     """Localizes every video of `sources()`, an iterator of (video_id, [T, D] features, where
     they came from), with MODEL_DIR's `which` checkpoint.
 
     `fps` defaults to the model's training feature rate and `preset` to the model directory's
-    LocalizationConfig. Returns (detections, {first video id: (tcam, attention)}, classlist, fps).
+    LocalizationConfig; `conv_algorithm`: see `compiled_forward`. Returns (detections,
+    {first video id: (tcam, attention)}, classlist, fps).
     """
     network, record = restore_network(model_dir, which)
     fps = fps or record.snippets_per_second
-    forward = compiled_forward(network, packed=True)  # one video is a packed sequence of one
+    forward = compiled_forward(network, packed=True, conv_algorithm=conv_algorithm)  # a packed sequence of one
     outputs = {}
 
     def videos():
@@ -165,7 +173,7 @@ def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, n
 
 
 def localize_files(model_dir: str, path: str, fps: float | None = None, preset: str | None = None,
-                   which: str = "best"):
+                   which: str = "best", conv_algorithm: str = "direct"):
     """`localize_sources` on the feature files of `path` (a .npy file or a folder of them)."""
     return localize_sources(model_dir, lambda: ((vid, load_npy(file), file) for vid, file in feature_files(path)),
-                            fps, preset, which)
+                            fps, preset, which, conv_algorithm)

@@ -234,6 +234,32 @@ def test_localize_ok(env):
 
 
 @pytest.mark.slow
+def test_localize_and_evaluate_with_winograd_match_direct(env, tmp_path):
+    outs = {}
+    for algorithm in ("direct", "winograd"):
+        out = tmp_path / f"{algorithm}.json"
+        p = run("d2net_tf.cli.localize", "--model_dir", env["model"], "--features", env["feats"], "--output", out,
+                f"--conv_algorithm={algorithm}")
+        assert p.returncode == 0, p.stderr
+        outs[algorithm] = json.loads(out.read_text())["results"]["video"]
+        result = tmp_path / f"{algorithm}-eval.json"
+        p = evaluate("--model_dir", env["model"], f"--data_dir={env['data']}", "--feature_dim=32", "--output", result,
+                     f"--conv_algorithm={algorithm}")
+        assert p.returncode == 0, p.stderr
+        outs[algorithm + "-mAP"] = json.loads(result.read_text())["mAP"]
+    direct, fast = outs["direct"], outs["winograd"]
+    assert direct and len(fast) == len(direct)
+    np.testing.assert_allclose([d["score"] for d in fast], [d["score"] for d in direct], atol=1e-5)
+    np.testing.assert_allclose([d["segment"] for d in fast], [d["segment"] for d in direct], atol=1e-6)
+    np.testing.assert_allclose(outs["winograd-mAP"], outs["direct-mAP"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_localize_bad_conv_algorithm(env):
+    assert_one_line_error(localize(env, env["feats"], "--conv_algorithm=fft"), "conv_algorithm")
+
+
+@pytest.mark.slow
 def test_localize_missing_features(env, tmp_path):
     assert_one_line_error(localize(env, tmp_path / "nope.npy"), "nope.npy")
 

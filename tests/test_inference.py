@@ -24,8 +24,9 @@ def _dataset(lengths, d, c, seed=0):
     )
 
 
+@pytest.mark.parametrize("conv_algorithm", ["direct", "winograd"])
 @pytest.mark.parametrize("kernel,dilation,max_snippets", [(3, 1, 40), (5, 2, 40), (3, 1, 10_000)])
-def test_packed_inference_equals_videos_alone(kernel, dilation, max_snippets):
+def test_packed_inference_equals_videos_alone(kernel, dilation, max_snippets, conv_algorithm):
     cfg = preset("official")
     cfg.model.feature_dim, cfg.model.num_classes = 16, 4
     cfg.model.kernel_size, cfg.model.dilation, cfg.model.init = kernel, dilation, "glorot"
@@ -33,7 +34,7 @@ def test_packed_inference_equals_videos_alone(kernel, dilation, max_snippets):
     model.x_ref.assign(np.linspace(0.1, 1.0, 8).astype("float32"))
     ds = _dataset([5, 17, 3, 33, 12, 60], 16, 4)  # the 60-snippet video exceeds max_snippets=40
     seen = []
-    for vid, tcam, att, p in predict_videos(model, ds, max_snippets=max_snippets):
+    for vid, tcam, att, p in predict_videos(model, ds, max_snippets=max_snippets, conv_algorithm=conv_algorithm):
         i = int(vid[1:])
         seen.append(i)
         alone = model(ds.features[i][None], training=False)
@@ -60,7 +61,7 @@ def test_compiled_forward_is_one_function_per_model_that_follows_its_weights_and
     other = build_network(cfg.model, cfg.loss.topk_divisor)
     model.set_weights(other.get_weights())  # after the first trace: the cached graph reads the new weights
     np.testing.assert_allclose(forward(x, mask)["tcam"], other(x, training=False)["tcam"], atol=1e-6)
-    keys = {(id(model), True), (id(model), False)}
+    keys = {(id(model), True, "direct"), (id(model), False, "direct")}
     assert keys <= set(_FORWARDS)
     del model, forward
     gc.collect()

@@ -20,6 +20,7 @@ from absl import flags, logging
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.data_flags import define_data_flags
+from d2net_tf.cli.inference_flags import define_inference_flags
 from d2net_tf.cli.training_flags import define_preset_flag, define_wtalc_flags, wtalc_options_from_flags
 from d2net_tf.errors import D2NetInputError
 
@@ -40,6 +41,7 @@ flags.DEFINE_enum("localization", None, ["official", "paper"],
 define_data_flags()  # model mode: the data to evaluate on
 define_preset_flag()  # ground-truth mode: the W-TALC evaluator options of this preset
 define_wtalc_flags()
+define_inference_flags()  # model mode
 FLAGS = flags.FLAGS
 
 
@@ -72,7 +74,7 @@ def evaluate_model_dir() -> dict:
         protocol=FLAGS.protocol if FLAGS["protocol"].present else record.run.get("protocol", FLAGS.protocol),
         tiou_thresholds=parse_thresholds(FLAGS.tiou_thresholds) if FLAGS["tiou_thresholds"].present else None,
         remove_ambiguous={"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous],
-        wtalc_options=wtalc_options_from_flags(record.run))
+        wtalc_options=wtalc_options_from_flags(record.run), conv_algorithm=FLAGS.conv_algorithm)
     if FLAGS.detections_output:
         write_detections_json(FLAGS.detections_output, detections, test_set.classlist)
     return result

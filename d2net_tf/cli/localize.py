@@ -19,6 +19,7 @@ from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
+from d2net_tf.cli.inference_flags import define_inference_flags
 from d2net_tf.errors import D2NetInputError
 
 flags.DEFINE_string("model_dir", None, "Trained model directory (d2net-fit --model_dir).")
@@ -33,6 +34,7 @@ flags.DEFINE_enum("localization", None, ["official", "paper"],
                   "Post-processing preset (Sec. 3.3); default: the settings stored in --model_dir.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --model_dir.")
 define_extraction_flags()
+define_inference_flags()
 flags.mark_flags_as_required(["model_dir", "output"])
 FLAGS = flags.FLAGS
 
@@ -57,11 +59,12 @@ def main(argv):
         raise D2NetInputError("give --features or --video (one of them)")
     if FLAGS.video:
         detections, outputs, classlist, fps = localize_sources(
-            FLAGS.model_dir, video_sources(FLAGS.video), FLAGS.fps, FLAGS.localization, FLAGS.checkpoint
+            FLAGS.model_dir, video_sources(FLAGS.video), FLAGS.fps, FLAGS.localization, FLAGS.checkpoint,
+            FLAGS.conv_algorithm,
         )
     else:
         detections, outputs, classlist, fps = localize_files(
-            FLAGS.model_dir, FLAGS.features, FLAGS.fps, FLAGS.localization, FLAGS.checkpoint
+            FLAGS.model_dir, FLAGS.features, FLAGS.fps, FLAGS.localization, FLAGS.checkpoint, FLAGS.conv_algorithm
         )
     write_detections_json(FLAGS.output, detections, classlist)
     print(f"{len(detections)} detections in {len(set(detections.video_ids.tolist()))} videos -> {FLAGS.output}")

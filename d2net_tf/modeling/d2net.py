@@ -69,12 +69,15 @@ class D2Net(keras.Model):
         self.flow_stream.build(shape)
         self.built = True
 
-    def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None, packed=False):
+    def call(self, features, snippet_mask=None, training=False, dropout_multiplier=None, packed=False,
+             conv_algorithm="direct"):
         """`dropout_multiplier` [batch, time, D] (optional, training only): the dropout masks
         (0 or 1 / keep) to use instead of random ones, RGB half then flow half.
         `packed=True`: features [1, L, D] and snippet_mask [1, L] are one packed sequence of
         `data.pipeline.pack_videos` with gap >= `packing_gap()`; the streams then compute on its
-        rows (`TemporalConvStream._call_packed`)."""
+        rows (`TemporalConvStream._call_packed`). `conv_algorithm="winograd"` (packed inference
+        only): the TC layers by Winograd's algorithm (`modeling.winograd`), same outputs up to
+        round-off."""
         half = self.mcfg.feature_dim // 2
         mask = snippet_mask
         if mask is None:
@@ -83,9 +86,11 @@ class D2Net(keras.Model):
         if dropout_multiplier is not None:
             mult_rgb, mult_flow = dropout_multiplier[..., :half], dropout_multiplier[..., half:]
         emb_rgb, act_rgb = self.rgb_stream(features[..., :half], snippet_mask=mask, training=training,
-                                           dropout_multiplier=mult_rgb, packed=packed)
+                                           dropout_multiplier=mult_rgb, packed=packed,
+                                           conv_algorithm=conv_algorithm)
         emb_flow, act_flow = self.flow_stream(features[..., half:], snippet_mask=mask, training=training,
-                                              dropout_multiplier=mult_flow, packed=packed)
+                                              dropout_multiplier=mult_flow, packed=packed,
+                                              conv_algorithm=conv_algorithm)
         embeddings = ops.cast(0.5 * (emb_rgb + emb_flow), "float32")
         tcam = 0.5 * (act_rgb + act_flow)
         return {

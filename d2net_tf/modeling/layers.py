@@ -7,6 +7,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from d2net_tf.modeling.winograd import check_conv_algorithm, winograd_valid_conv
+from d2net_tf.modeling.winograd import supports as winograd_supports
+
 
 # The name scope of the hand-written gradients below (a custom gradient's ops are otherwise unscoped);
 # benchmarks/profile_step.py files their ops under the streams' backward pass by it.
@@ -36,7 +39,7 @@ def _tap_sum_gradients(rows, windows, taps, dilation: int, upstream, extra=()):
     return d_rows, d_kernel, tf.reduce_sum(upstream, axis=0)
 
 
-def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
+def valid_temporal_conv(rows, kernel, bias, dilation: int = 1, conv_algorithm: str = "direct"):
     """'valid' temporal convolution of one sequence: rows [time, in], kernel [k, in, out] and
     bias [out] -> [time - (k - 1) * dilation, out], with
     y[t] = bias + sum_j rows[t + j * dilation] @ kernel[j] (`keras.layers.Conv1D(padding="valid")`).
@@ -46,8 +49,12 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
     copies nothing but the tap sum. The gradient is written out, because autodiff would pad each
     window's gradient back to `time` rows: one padded copy of the upstream gradient, whose
     windows give the input gradient, while the kernel gradient reads the forward windows.
+
+    `conv_algorithm="winograd"` (inference only, 3 to 5 taps): `winograd.winograd_valid_conv`.
     """
     k = int(kernel.shape[0])
+    if _winograd(conv_algorithm, k):
+        return winograd_valid_conv(rows, kernel, bias, dilation)
 
     @tf.custom_gradient
     def conv(x, w, b):
@@ -64,7 +71,7 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1):
 
 
 def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual: bool = True,
-                          negative_slope: float = 0.2):
+                          negative_slope: float = 0.2, conv_algorithm: str = "direct"):
     """One embedding layer of a stream on one sequence, 'valid' (see `valid_temporal_conv`):
     y = where(keep, leaky_relu(conv(rows)) + rows[centre], 0), `keep` [n, 1] bool, n = time - (k - 1) * dilation,
     rows[centre] = rows[reach : reach + n] (the residual, official h = lrelu(conv(h)) + h; none
@@ -73,9 +80,18 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
     One custom gradient for the whole layer: the residual's gradient is a padded copy of the
     upstream gradient in the rows' sum, where autodiff of the centre window's slice writes it
     with a StridedSliceGrad (about 3x the time of a pad).
+
+    `conv_algorithm="winograd"` (inference only, 3 to 5 taps): the convolution by
+    `winograd.winograd_valid_conv`, without a custom gradient.
     """
     k = int(kernel.shape[0])
     reach = (k - 1) // 2 * dilation
+    if _winograd(conv_algorithm, k):
+        n = tf.shape(rows)[0] - (k - 1) * dilation
+        out = tf.nn.leaky_relu(winograd_valid_conv(rows, kernel, bias, dilation), alpha=negative_slope)
+        if residual:
+            out = out + rows[reach : reach + n]
+        return tf.where(keep, out, tf.zeros((), out.dtype))
 
     @tf.custom_gradient
     def layer(x, w, b):
@@ -98,6 +114,17 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
         return out, grad
 
     return layer(rows, kernel, bias)
+
+
+def _winograd(conv_algorithm: str, kernel_size: int) -> bool:
+    """Whether a `kernel_size`-tap 'valid' convolution runs by Winograd: `conv_algorithm` is
+    "winograd" and the layer is not a 1-tap one (one matmul either way)."""
+    check_conv_algorithm(conv_algorithm)
+    if conv_algorithm == "direct" or kernel_size == 1:
+        return False
+    if not winograd_supports(kernel_size):
+        raise ValueError(f"conv_algorithm='winograd' needs 3 to 5 taps (or 1), got a {kernel_size}-tap layer")
+    return True
 
 
 def conv_initializers(init: str):
@@ -156,9 +183,11 @@ class TemporalConv(keras.layers.Layer):
         """(kernel, bias) in the compute dtype (their gradients reach the variables)."""
         return ops.cast(self.kernel, self.compute_dtype), ops.cast(self.bias, self.compute_dtype)
 
-    def call(self, inputs, padding="same"):
+    def call(self, inputs, padding="same", conv_algorithm="direct"):
         if padding == "valid":
-            return valid_temporal_conv(inputs, *self.compute_weights(), self.dilation_rate)
+            return valid_temporal_conv(inputs, *self.compute_weights(), self.dilation_rate, conv_algorithm)
+        if conv_algorithm != "direct":
+            raise ValueError(f"conv_algorithm={conv_algorithm!r} runs 'valid' convolutions (packed rows) only")
         if padding != "same":
             raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
         half, reach = (self.kernel_size - 1) // 2, self.reach
@@ -318,12 +347,17 @@ class TemporalConvStream(keras.layers.Layer):
             return out
         return ops.where(mask > 0, out, ops.zeros((), out.dtype))
 
-    def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None, packed=False):
+    def call(self, inputs, snippet_mask=None, training=False, dropout_multiplier=None, packed=False,
+             conv_algorithm="direct"):
         """`packed=True`: `inputs` [1, L, channels] is one packed sequence (`data.pipeline.pack_videos`,
         videos apart by at least `reach` zero snippets) with its `snippet_mask` [1, L]; see
-        `_call_packed`."""
+        `_call_packed`. `conv_algorithm="winograd"`: the TC layers by `winograd.winograd_valid_conv`
+        (packed inference only)."""
+        if conv_algorithm != "direct" and (training or not packed):
+            raise ValueError(f"conv_algorithm={conv_algorithm!r} is for inference on packed sequences "
+                             f"(training={training}, packed={packed})")
         if packed:
-            return self._call_packed(inputs, snippet_mask, training, dropout_multiplier)
+            return self._call_packed(inputs, snippet_mask, training, dropout_multiplier, conv_algorithm)
         if snippet_mask is None:
             snippet_mask = ops.ones(ops.shape(inputs)[:2], dtype=inputs.dtype)
         m = ops.cast(snippet_mask, inputs.dtype)[..., None]
@@ -346,7 +380,7 @@ class TemporalConvStream(keras.layers.Layer):
         needs between videos (`D2Net.packing_gap`)."""
         return max(conv.reach for conv in (self.conv1, self.conv2, self.classifier))
 
-    def _call_packed(self, inputs, snippet_mask, training, dropout_multiplier):
+    def _call_packed(self, inputs, snippet_mask, training, dropout_multiplier, conv_algorithm="direct"):
         """`call` on one packed sequence, computed on its rows [L, channels].
 
         Each TC layer convolves 'valid' (`valid_temporal_conv`: its taps read row windows, which
@@ -373,13 +407,14 @@ class TemporalConvStream(keras.layers.Layer):
         for conv in convs[:2]:
             offset += conv.reach
             h = valid_embedding_layer(h, *conv.compute_weights(), valid[offset : total - offset, None],
-                                      conv.dilation_rate, self.residual)
+                                      conv.dilation_rate, self.residual, conv_algorithm=conv_algorithm)
         multiplier = None
         if dropout_multiplier is not None and training:
             multiplier = tf.pad(tf.reshape(dropout_multiplier, [length, -1]), [[margin, margin], [0, 0]])
             multiplier = multiplier[offset : total - offset]
         dropped = self.drop(h, training=training, multiplier=multiplier)
-        logits = self.classifier(dropped, padding="valid")  # [L, num_classes]: the sequence's rows
+        # [L, num_classes]: the sequence's rows
+        logits = self.classifier(dropped, padding="valid", conv_algorithm=conv_algorithm)
         activations = ops.where(valid[margin : margin + length, None], ops.sigmoid(ops.cast(logits, "float32")), 0.0)
         embedding = dropped if self.embeddings_after_dropout else h
         cut = margin - offset  # the classifier's reach

@@ -1,0 +1,111 @@
+"""Winograd (Toom-Cook) temporal convolution for inference: the TC layers' 'valid' convolution of
+one sequence with fewer multiplications.
+
+A 'valid' k-tap convolution y[t] = sum_j x[t + j d] W[j] costs k matmuls of [n, in] x [in, out]
+when computed directly (`layers.valid_temporal_conv`). Winograd's minimal filtering algorithm
+F(m, k) computes m consecutive outputs from a tile of a = m + k - 1 inputs with a matmuls of
+[n / m, in] x [in, out] instead of m * k (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+Networks", CVPR 2016):
+
+    Y = A^T [ (G W) (.) (B^T X) ]       X: a input rows, Y: m output rows,
+
+where (.) is a matmul per tile row. Here a = 6 always, with the interpolation points 0, +-1, 1/2,
+-2 and infinity: F(4, 3) for the 3-tap layers of THUMOS14 (2x fewer multiplications than direct),
+F(2, 5) for the 5-tap layers of ActivityNet1.2 (1.67x fewer). With dilation d every tile reads
+rows d apart, so a tile covers m * d consecutive outputs in d interleaved phases.
+
+The matrices are exact in binary (dyadic fractions and small integers); round-off is not: the
+transforms add and subtract values larger than the outputs, so the results differ from the direct
+sum by more than its round-off: float32 about 2x (RMS), bfloat16 about 1.6x (benchmarks/RESULTS.md). That is why this is an inference option (`conv_algorithm="winograd"`),
+never the default and never in training.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+TILE = 6  # inputs per tile, a = m + k - 1
+# The finite interpolation points (and infinity). 1/2 and -2 instead of the usual +-2: 12% less
+# bfloat16 round-off at D2-Net's layer size (RMS relative error 5.7e-3 against 6.5e-3; direct 3.7e-3),
+# 16% less in float32 (Barabasz et al., "Error analysis and improving the accuracy of Winograd
+# convolution for deep neural networks", 2020, on the choice of points).
+POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
+CONV_ALGORITHMS = ("direct", "winograd")
+
+
+def supports(kernel_size: int) -> bool:
+    """Whether a `kernel_size`-tap layer has a Winograd form here (3 <= k <= 5; k = 1 is one
+    matmul already)."""
+    return 3 <= kernel_size <= TILE - 1
+
+
+@functools.lru_cache(maxsize=None)
+def toom_cook_matrices(kernel_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A^T [m, a], G [a, k], B^T [a, a]) of F(m, k), m = a - k + 1, in float64.
+
+    Row i < 5 of G and B^T belongs to point p_i: G[i] = (1, p_i, p_i^2, ...) / prod_{q != p_i} (p_i - q)
+    and B^T[i] holds the coefficients of prod_{q != p_i} (x - q); A^T[j, i] = p_i^j. The last row
+    (the point at infinity) takes W's last tap (G) and the leading coefficients (B^T, A^T).
+    """
+    if not supports(kernel_size):
+        raise ValueError(f"Winograd F(m, k) is defined here for 3 <= k <= {TILE - 1} taps, got {kernel_size}")
+    k, a = kernel_size, TILE
+    m = a - k + 1
+    pts = np.array(POINTS)
+    full = np.poly1d(pts, r=True).coeffs[::-1]  # prod_q (x - q), ascending powers
+    at, g, bt = np.zeros((m, a)), np.zeros((a, k)), np.zeros((a, a))
+    for i, p in enumerate(pts):
+        others = pts[pts != p]
+        g[i] = p ** np.arange(k) / np.prod(p - others)
+        bt[i, : len(others) + 1] = np.poly1d(others, r=True).coeffs[::-1]
+        at[:, i] = p ** np.arange(m)
+    g[-1, -1] = 1.0
+    bt[-1] = full[:a]
+    at[-1, -1] = 1.0
+    return at, g, bt
+
+
+def winograd_valid_conv(rows, kernel, bias, dilation: int = 1):
+    """`layers.valid_temporal_conv(rows, kernel, bias, dilation)` by F(m, k): rows [time, in],
+    kernel [k, in, out], bias [out] -> [time - (k - 1) * dilation, out], in the rows' dtype.
+
+    The tiles of every output block (m * dilation rows) are gathered as [a, blocks * dilation, in]
+    (a copy of a / m times the rows, one gather), transformed by B^T as one matmul, multiplied by the a
+    transformed kernel taps G W as one batched matmul, and transformed back by A^T. The kernel
+    transform runs in float32 and is cast to the compute dtype once.
+    """
+    k = int(kernel.shape[0])
+    at, g, bt = toom_cook_matrices(k)
+    m, a = at.shape
+    dtype = rows.dtype
+    channels, filters = int(kernel.shape[1]), int(kernel.shape[2])
+    time = tf.shape(rows)[0]
+    n = time - (k - 1) * dilation
+    block = m * dilation
+    blocks = (n + block - 1) // block
+    # Block b's outputs are rows [b * block, (b + 1) * block); input i of the tile of its phase s is
+    # row b * block + s + i * dilation. One gather writes the tiles [a, blocks * dilation, in]; rows
+    # past the end (for the last block's outputs beyond n, cut below) read the last row instead; the
+    # transforms cancel them from the kept outputs up to round-off.
+    starts = tf.reshape(tf.range(blocks)[:, None] * block + tf.range(dilation)[None, :], [-1])
+    index = tf.minimum(starts[None, :] + dilation * tf.range(a)[:, None], time - 1)
+    tiles = tf.gather(rows, index)
+    u = tf.matmul(tf.constant(bt, dtype), tf.reshape(tiles, [a, -1]))
+    w = tf.cast(tf.tensordot(tf.constant(g, tf.float32), tf.cast(kernel, tf.float32), 1), dtype)  # [a, in, out]
+    products = tf.matmul(tf.reshape(u, [a, -1, channels]), w)  # [a, blocks * dilation, out]
+    y = tf.matmul(tf.constant(at, dtype), tf.reshape(products, [a, -1]))  # [m, blocks * dilation * out]
+    y = tf.transpose(tf.reshape(y, [m, blocks, dilation, filters]), [1, 0, 2, 3])
+    return tf.reshape(y, [-1, filters])[:n] + bias
+
+
+def check_conv_algorithm(conv_algorithm: str) -> None:
+    if conv_algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {conv_algorithm!r}")
+
+
+def multiplications_per_output(kernel_size: int) -> float:
+    """Matmul rows per output row of F(m, k): a / m (direct: k)."""
+    return TILE / (TILE - kernel_size + 1)

@@ -1,0 +1,118 @@
+"""Winograd F(m, k) convolution (`d2net_tf.modeling.winograd`): its matrices, the 'valid' convolution
+against an independent numpy sum, and the network's packed inference against the direct algorithm."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from d2net_tf.config import preset
+from d2net_tf.modeling import build_network
+from d2net_tf.modeling.layers import valid_embedding_layer
+from d2net_tf.modeling.winograd import (
+    multiplications_per_output,
+    toom_cook_matrices,
+    winograd_valid_conv,
+)
+
+
+def numpy_valid_conv(x, w, b, dilation):
+    """y[t] = b + sum_j x[t + j d] @ w[j], float64."""
+    k = w.shape[0]
+    n = x.shape[0] - (k - 1) * dilation
+    return b + sum(x[j * dilation : j * dilation + n].astype(np.float64) @ w[j].astype(np.float64) for j in range(k))
+
+
+@pytest.mark.parametrize("k,m", [(3, 4), (4, 3), (5, 2)])
+def test_matrices_compute_m_outputs_of_a_k_tap_filter_exactly(k, m):
+    at, g, bt = toom_cook_matrices(k)
+    assert at.shape == (m, 6) and g.shape == (6, k) and bt.shape == (6, 6)
+    rng = np.random.default_rng(k)
+    d, w = rng.normal(size=6), rng.normal(size=k)
+    np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), [d[t : t + k] @ w for t in range(m)], rtol=0, atol=1e-13)
+    # F(4, 3) by hand: B^T's first row holds the coefficients of (x - 1)(x + 1)(x - 1/2)(x + 2)
+    # = x^4 + 3/2 x^3 - 2 x^2 - 3/2 x + 1 (point 0); A^T's column of point -2 is its powers.
+    if k == 3:
+        np.testing.assert_array_equal(bt[0], [1, -1.5, -2, 1.5, 1, 0])
+        np.testing.assert_array_equal(at[:, 4], [1, -2, 4, -8])
+        np.testing.assert_array_equal(at[:, -1], [0, 0, 0, 1])
+
+
+def test_multiplications_per_output():
+    assert multiplications_per_output(3) == 1.5  # F(4, 3): 6 matmul rows per 4 outputs, direct 3
+    assert multiplications_per_output(5) == 3.0  # F(2, 5): direct 5
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("extra", [0, 1, 5, 13])  # outputs beyond the shortest sequence: every block remainder
+def test_valid_conv_equals_the_direct_sum(k, dilation, extra):
+    rng = np.random.default_rng(100 * k + 10 * dilation + extra)
+    time = (k - 1) * dilation + 1 + extra
+    x = rng.normal(size=(time, 8)).astype(np.float32)
+    w = rng.normal(size=(k, 8, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    y = winograd_valid_conv(tf.constant(x), tf.constant(w), tf.constant(b), dilation).numpy()
+    ref = numpy_valid_conv(x, w, b, dilation)
+    assert y.shape == ref.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_bfloat16_stays_within_a_few_bfloat16_roundings():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(203, 64)).astype(np.float32)
+    w = (rng.normal(size=(3, 64, 32)) * 0.1).astype(np.float32)
+    b = np.zeros(32, np.float32)
+    ref = numpy_valid_conv(x, w, b, 1)
+    y = winograd_valid_conv(tf.cast(x, tf.bfloat16), tf.cast(w, tf.bfloat16), tf.cast(b, tf.bfloat16), 1)
+    assert y.dtype == tf.bfloat16
+    err = np.abs(tf.cast(y, tf.float32).numpy() - ref).max() / np.abs(ref).max()
+    assert err < 8 * 2.0 ** -8  # at D2-Net's size: 1.6x the direct bfloat16 error (RMS), benchmarks/RESULTS.md
+
+
+def test_embedding_layer_equals_the_direct_one():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(40, 16)).astype(np.float32))
+    w = tf.constant((rng.normal(size=(3, 16, 16)) * 0.3).astype(np.float32))
+    b = tf.constant(rng.normal(size=16).astype(np.float32))
+    keep = tf.constant(rng.random((38, 1)) > 0.2)
+    direct = valid_embedding_layer(x, w, b, keep, 1, True)
+    fast = valid_embedding_layer(x, w, b, keep, 1, True, conv_algorithm="winograd")
+    np.testing.assert_allclose(fast.numpy(), direct.numpy(), atol=2e-5)
+    assert np.all(fast.numpy()[~keep.numpy()[:, 0]] == 0)
+
+
+@pytest.mark.parametrize("kernel,dilation,classifier", [(3, 1, 1), (5, 2, 1), (3, 2, 3)])
+def test_packed_inference_matches_direct(kernel, dilation, classifier):
+    cfg = preset("official")
+    cfg.model.feature_dim, cfg.model.num_classes, cfg.model.init = 32, 5, "glorot"
+    cfg.model.kernel_size, cfg.model.dilation, cfg.model.classifier_kernel_size = kernel, dilation, classifier
+    network = build_network(cfg.model, cfg.loss.topk_divisor)
+    network.x_ref.assign(np.linspace(0.1, 1.0, 16).astype("float32"))
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 77, 32), dtype=np.float32)
+    mask = (np.arange(77) % 25 < 20).astype(np.float32)[None]  # three "videos" with zero gaps
+    x[mask == 0] = 0
+    direct = network(x, snippet_mask=mask, packed=True)
+    fast = network(x, snippet_mask=mask, packed=True, conv_algorithm="winograd")
+    for key in ("tcam", "attention", "embeddings"):
+        np.testing.assert_allclose(fast[key].numpy(), direct[key].numpy(), atol=1e-5, err_msg=key)
+
+
+def test_winograd_is_for_packed_inference_only():
+    cfg = preset("official")
+    cfg.model.feature_dim, cfg.model.num_classes = 16, 3
+    network = build_network(cfg.model, cfg.loss.topk_divisor)
+    x, mask = np.ones((1, 9, 16), np.float32), np.ones((1, 9), np.float32)
+    with pytest.raises(ValueError, match="inference on packed"):
+        network(x, snippet_mask=mask, packed=True, training=True, conv_algorithm="winograd")
+    with pytest.raises(ValueError, match="inference on packed"):
+        network(x, snippet_mask=mask, conv_algorithm="winograd")
+    with pytest.raises(ValueError, match="conv_algorithm must be one of"):
+        network(x, snippet_mask=mask, packed=True, conv_algorithm="fft")
+    with pytest.raises(ValueError, match="3 to 5 taps"):
+        valid_embedding_layer(tf.ones((20, 4)), tf.ones((7, 4, 4)), tf.zeros(4), tf.ones((14, 1), bool),
+                              conv_algorithm="winograd")
