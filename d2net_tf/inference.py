@@ -22,6 +22,8 @@ from d2net_tf.errors import D2NetInputError
 from d2net_tf.evaluation import GroundTruth, classification_map, evaluate_detections
 from d2net_tf.localization import Detections, LocalizationConfig, localize_videos
 from d2net_tf.model_dir import restore_network
+from d2net_tf.modeling.winograd import check_conv_algorithm
+from d2net_tf.modeling.winograd import supports as winograd_supports
 from d2net_tf.scores import topk_mean
 
 
@@ -39,11 +41,17 @@ def compiled_forward(model, packed: bool = False, conv_algorithm: str = "direct"
     the TC layers by Winograd's algorithm (`modeling.winograd`: fewer multiplications, more
     round-off).
 
-    One function per (model, packed), kept while the model lives: a training run evaluates the
+    One function per (model, packed, conv_algorithm), kept while the model lives: a training run evaluates the
     same network many times, and a new tf.function per evaluation would trace again each time.
     The function holds the model weakly (its graph captures the variables, which it reads at
     every call), so the cache does not keep a model alive."""
     key = (id(model), packed, conv_algorithm)
+    if conv_algorithm != "direct":
+        check_conv_algorithm(conv_algorithm)
+        taps = sorted({model.mcfg.kernel_size, model.mcfg.classifier_kernel_size} - {1})
+        if not packed or not all(winograd_supports(k) for k in taps):
+            raise D2NetInputError(f"conv_algorithm={conv_algorithm!r} runs on packed sequences with 3- to 5-tap "
+                                  f"layers (here packed={packed}, taps {taps})")
     if key not in _FORWARDS:
         model_ref, d = weakref.ref(model), model.mcfg.feature_dim
 

@@ -116,3 +116,16 @@ def test_winograd_is_for_packed_inference_only():
     with pytest.raises(ValueError, match="3 to 5 taps"):
         valid_embedding_layer(tf.ones((20, 4)), tf.ones((7, 4, 4)), tf.zeros(4), tf.ones((14, 1), bool),
                               conv_algorithm="winograd")
+
+
+def test_compiled_forward_rejects_winograd_where_it_does_not_apply():
+    from d2net_tf.errors import D2NetInputError
+    from d2net_tf.inference import compiled_forward
+
+    cfg = preset("official")
+    cfg.model.feature_dim, cfg.model.num_classes = 16, 3
+    with pytest.raises(D2NetInputError, match="packed sequences"):
+        compiled_forward(build_network(cfg.model, cfg.loss.topk_divisor), packed=False, conv_algorithm="winograd")
+    cfg.model.kernel_size = 7
+    with pytest.raises(D2NetInputError, match=r"taps \[7\]"):
+        compiled_forward(build_network(cfg.model, cfg.loss.topk_divisor), packed=True, conv_algorithm="winograd")
