@@ -25,7 +25,7 @@ from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.inference import default_tiou_thresholds, evaluate_model, predict_videos
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
-from d2net_tf.modeling.winograd import CONV_ALGORITHMS
+from d2net_tf.config import CONV_ALGORITHMS
 
 
 def network_in(precision: str, network, record):

@@ -33,7 +33,8 @@ from d2net_tf.config import preset
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
 from d2net_tf.inference import predict_videos
-from d2net_tf.modeling.winograd import CONV_ALGORITHMS, multiplications_per_output
+from d2net_tf.config import CONV_ALGORITHMS
+from d2net_tf.modeling.winograd import multiplications_per_output
 from d2net_tf.localization import localize_videos
 from d2net_tf.localization import localization_config
 from d2net_tf.training import RunConfig, create_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from d2net_tf.modeling.winograd import CONV_ALGORITHMS
+from d2net_tf.config import CONV_ALGORITHMS  # not from modeling: the flags must not import TensorFlow
 
 
 def define_inference_flags() -> None:

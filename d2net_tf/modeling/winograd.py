@@ -27,13 +27,14 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from d2net_tf.config import CONV_ALGORITHMS
+
 TILE = 6  # inputs per tile, a = m + k - 1
 # The finite interpolation points (and infinity). 1/2 and -2 instead of the usual +-2: 12% less
 # bfloat16 round-off at D2-Net's layer size (RMS relative error 5.7e-3 against 6.5e-3; direct 3.7e-3),
 # 16% less in float32 (Barabasz et al., "Error analysis and improving the accuracy of Winograd
 # convolution for deep neural networks", 2020, on the choice of points).
 POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)
-CONV_ALGORITHMS = ("direct", "winograd")
 
 
 def supports(kernel_size: int) -> bool:
