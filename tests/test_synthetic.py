@@ -170,6 +170,38 @@ def test_refuses_to_overwrite(tiny, tmp_path):
     assert not [n for n in os.listdir(copy) if n.startswith(".tmp")]
 
 
+@pytest.mark.parametrize("other_seed", [0, 3])
+def test_a_dataset_published_meanwhile_is_never_replaced(tiny, tmp_path, monkeypatch, other_seed):
+    """Two jobs generating into one empty folder: the second to finish keeps the first's files (same
+    dataset) or stops with an error (another one), and never deletes what the first published."""
+    import shutil
+
+    from d2net_tf.data.synthetic import generator
+
+    other = tmp_path / "other"
+    synthetic.generate("tiny", str(other), seed=other_seed)
+    out = tmp_path / "out"
+    write = generator.write_object_npy
+
+    published = {}
+
+    def write_then_the_other_job_publishes(*args, **kwargs):
+        write(*args, **kwargs)
+        for name in os.listdir(other):
+            (shutil.copytree if (other / name).is_dir() else shutil.copy)(other / name, out / name)
+            published[name] = os.stat(out / name).st_ino
+
+    monkeypatch.setattr(generator, "write_object_npy", write_then_the_other_job_publishes)
+    if other_seed == 0:
+        synthetic.generate("tiny", str(out), seed=0)
+    else:
+        with pytest.raises(D2NetInputError, match="appeared while this one was generated"):
+            synthetic.generate("tiny", str(out), seed=0)
+    assert _tree_hashes(out) == _tree_hashes(other)  # the first publisher's files, untouched, nothing else
+    assert {name: os.stat(out / name).st_ino for name in published} == published  # not even replaced by equal ones
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp")]
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(D2NetInputError, match="unknown preset"):
         synthetic.generate("kinetics", str(tmp_path))

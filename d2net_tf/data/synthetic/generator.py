@@ -33,6 +33,24 @@ def _dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def _published_meanwhile(out_dir: str, meta_name: str, meta: dict, names) -> bool:
+    """Whether another process published a dataset of these names into `out_dir` while this one
+    generated (two jobs started together on an empty folder): True when it is the same dataset (its
+    metadata equals `meta`), so it is left alone; a different one is an error, never replaced."""
+    present = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+    if not present:
+        return False
+    try:
+        with open(os.path.join(out_dir, meta_name)) as f:
+            same = json.load(f) == json.loads(json.dumps(meta, sort_keys=True))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise D2NetInputError(f"{out_dir}: another dataset ({', '.join(present)}) appeared while this one was "
+                              "generated; pass --overwrite to replace it")
+    return True
+
+
 def generate(
     preset: str,
     out_dir: str,
@@ -102,12 +120,16 @@ def generate(
                 "rgb_dims": [0, feature_dim // 2], "flow_dims": [feature_dim // 2, feature_dim]}
         with open(os.path.join(tmp, meta_name), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
-        # Publish: everything is complete in tmp; move it in.
-        for name in (ann_name, meta_name, feat_name):
-            dst = os.path.join(out_dir, name)
-            if os.path.isdir(dst):
-                shutil.rmtree(dst)
-            os.replace(os.path.join(tmp, name), dst)
+        # Publish: everything is complete in tmp; move it in (the features last: a loader takes the
+        # feature file's existence for a complete dataset).
+        if not overwrite and _published_meanwhile(out_dir, meta_name, meta, (ann_name, meta_name, feat_name)):
+            log(f"{out_dir}: the same dataset was published by another process meanwhile; keeping that one")
+        else:
+            for name in (ann_name, meta_name, feat_name):
+                dst = os.path.join(out_dir, name)
+                if os.path.isdir(dst):
+                    shutil.rmtree(dst)
+                os.replace(os.path.join(tmp, name), dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
