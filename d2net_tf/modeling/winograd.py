@@ -14,10 +14,11 @@ where (.) is a matmul per tile row. Here a = 6 always, with the interpolation po
 F(2, 5) for the 5-tap layers of ActivityNet1.2 (1.67x fewer). With dilation d every tile reads
 rows d apart, so a tile covers m * d consecutive outputs in d interleaved phases.
 
-The matrices are exact in binary (dyadic fractions and small integers); round-off is not: the
-transforms add and subtract values larger than the outputs, so the results differ from the direct
-sum by more than its round-off: float32 about 2x (RMS), bfloat16 about 1.6x (benchmarks/RESULTS.md). That is why this is an inference option (`conv_algorithm="winograd"`),
-never the default and never in training.
+A^T and B^T are exact in binary (multiples of 1/8); G (reciprocals of point products such as
+1/0.9375) is rounded once, to float32. The transforms add and subtract values larger than the
+outputs, so the results carry more round-off than the direct sum: float32 about 2x (RMS), bfloat16
+about 1.5x (benchmarks/RESULTS.md). That is why this is an inference option
+(`conv_algorithm="winograd"`), never the default and never in training.
 """
 
 from __future__ import annotations
