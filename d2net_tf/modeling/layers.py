@@ -7,8 +7,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from d2net_tf.modeling.winograd import check_conv_algorithm, winograd_valid_conv
-from d2net_tf.modeling.winograd import supports as winograd_supports
+from d2net_tf.modeling.winograd import uses_winograd, winograd_valid_conv
 
 
 # The name scope of the hand-written gradients below (a custom gradient's ops are otherwise unscoped);
@@ -53,7 +52,7 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1, conv_algorithm: s
     `conv_algorithm="winograd"` (inference only, 3 to 5 taps): `winograd.winograd_valid_conv`.
     """
     k = int(kernel.shape[0])
-    if _winograd(conv_algorithm, k):
+    if uses_winograd(conv_algorithm, k):
         return winograd_valid_conv(rows, kernel, bias, dilation)
 
     @tf.custom_gradient
@@ -86,7 +85,7 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
     """
     k = int(kernel.shape[0])
     reach = (k - 1) // 2 * dilation
-    if _winograd(conv_algorithm, k):
+    if uses_winograd(conv_algorithm, k):
         n = tf.shape(rows)[0] - (k - 1) * dilation
         out = tf.nn.leaky_relu(winograd_valid_conv(rows, kernel, bias, dilation), alpha=negative_slope)
         if residual:
@@ -114,17 +113,6 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
         return out, grad
 
     return layer(rows, kernel, bias)
-
-
-def _winograd(conv_algorithm: str, kernel_size: int) -> bool:
-    """Whether a `kernel_size`-tap 'valid' convolution runs by Winograd: `conv_algorithm` is
-    "winograd" and the layer is not a 1-tap one (one matmul either way)."""
-    check_conv_algorithm(conv_algorithm)
-    if conv_algorithm == "direct" or kernel_size == 1:
-        return False
-    if not winograd_supports(kernel_size):
-        raise ValueError(f"conv_algorithm='winograd' needs 3 to 5 taps (or 1), got a {kernel_size}-tap layer")
-    return True
 
 
 def conv_initializers(init: str):

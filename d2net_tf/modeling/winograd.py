@@ -103,6 +103,18 @@ def winograd_valid_conv(rows, kernel, bias, dilation: int = 1):
     return tf.reshape(y, [-1, filters])[:n] + bias
 
 
+def uses_winograd(conv_algorithm: str, kernel_size: int) -> bool:
+    """Whether a `kernel_size`-tap 'valid' convolution runs by Winograd: `conv_algorithm` is
+    "winograd" and the layer is not a 1-tap one (one matmul either way). ValueError for an unknown
+    algorithm or a layer Winograd cannot run (`supports`)."""
+    check_conv_algorithm(conv_algorithm)
+    if conv_algorithm == "direct" or kernel_size == 1:
+        return False
+    if not supports(kernel_size):
+        raise ValueError(f"conv_algorithm='winograd' needs 3 to 5 taps (or 1), got a {kernel_size}-tap layer")
+    return True
+
+
 def check_conv_algorithm(conv_algorithm: str) -> None:
     if conv_algorithm not in CONV_ALGORITHMS:
         raise ValueError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {conv_algorithm!r}")
