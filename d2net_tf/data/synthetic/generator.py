@@ -33,17 +33,21 @@ def _dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def _published_meanwhile(out_dir: str, meta_name: str, meta: dict, names) -> bool:
+def _present(out_dir: str, names) -> list[str]:
+    return [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+
+
+def _published_meanwhile(out_dir: str, tmp: str, meta_name: str, names) -> bool:
     """Whether another process published a dataset of these names into `out_dir` while this one
-    generated (two jobs started together on an empty folder): True when it is the same dataset (its
-    metadata equals `meta`), so it is left alone; a different one is an error, never replaced."""
-    present = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+    generated in `tmp` (two jobs started together on an empty folder): True when it is the same
+    dataset (the same metadata file), so it is left alone; a different one is an error, never replaced."""
+    present = _present(out_dir, names)
     if not present:
         return False
     try:
-        with open(os.path.join(out_dir, meta_name)) as f:
-            same = json.load(f) == json.loads(json.dumps(meta, sort_keys=True))
-    except (OSError, ValueError):
+        with open(os.path.join(out_dir, meta_name), "rb") as theirs, open(os.path.join(tmp, meta_name), "rb") as ours:
+            same = theirs.read() == ours.read()
+    except OSError:
         same = False
     if not same:
         raise D2NetInputError(f"{out_dir}: another dataset ({', '.join(present)}) appeared while this one was "
@@ -96,7 +100,7 @@ def generate(
     ann_name = f"{dataset}-Annotations"
     meta_name = f"{dataset}-synthetic.json"
     os.makedirs(out_dir, exist_ok=True)
-    existing = [n for n in (feat_name, ann_name, meta_name) if os.path.exists(os.path.join(out_dir, n))]
+    existing = _present(out_dir, (feat_name, ann_name, meta_name))
     if existing and not overwrite:
         raise D2NetInputError(
             f"{out_dir}: already holds a {dataset} dataset ({', '.join(existing)}); pass --overwrite to replace it")
@@ -122,7 +126,7 @@ def generate(
             json.dump(meta, f, indent=2, sort_keys=True)
         # Publish: everything is complete in tmp; move it in (the features last: a loader takes the
         # feature file's existence for a complete dataset).
-        if not overwrite and _published_meanwhile(out_dir, meta_name, meta, (ann_name, meta_name, feat_name)):
+        if not overwrite and _published_meanwhile(out_dir, tmp, meta_name, (ann_name, meta_name, feat_name)):
             log(f"{out_dir}: the same dataset was published by another process meanwhile; keeping that one")
         else:
             for name in (ann_name, meta_name, feat_name):
