@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 from benchmarks.common import machine_header, markdown_table
+from d2net_tf.config import CONV_ALGORITHMS
 from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.inference import default_tiou_thresholds, evaluate_model, predict_videos
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
-from d2net_tf.config import CONV_ALGORITHMS
 
 
 def network_in(precision: str, network, record):
@@ -92,6 +92,7 @@ def model_rows(model_dir: str, data_dir: str, checkpoint: str) -> list[dict]:
     for row in rows:
         del row["tcams"]
     return rows
+
 
 if __name__ == "__main__":
     main()

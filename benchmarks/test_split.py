@@ -29,14 +29,13 @@ from benchmarks.common import (
     peak_rss_mib,
     time_calls,
 )
-from d2net_tf.config import preset
+from d2net_tf.config import CONV_ALGORITHMS, preset
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
 from d2net_tf.inference import predict_videos
-from d2net_tf.config import CONV_ALGORITHMS
-from d2net_tf.modeling.winograd import multiplications_per_output
 from d2net_tf.localization import localize_videos
 from d2net_tf.localization import localization_config
+from d2net_tf.modeling.winograd import multiplications_per_output
 from d2net_tf.training import RunConfig, create_model
 
 OFFICIAL_TOTAL_S = 22.8
@@ -79,9 +78,11 @@ def run(repeats: int = 3, precision: str = "float32", weights: list | None = Non
     # peak (Winograd does fewer multiplications: its own floor fraction counts the matmul FLOPs it
     # runs, not its transforms).
     peak = matmul_peak_gflops("bfloat16" if precision == "mixed_bfloat16" else "float32")
-    gflops = conv_flops_per_snippet(2048, cfg.model.num_classes) * lengths.sum() / rows[0]["median_s"] / 1e9
-    taps = multiplications_per_output(cfg.model.kernel_size) if conv_algorithm == "winograd" else cfg.model.kernel_size
-    matmul_gflops = conv_flops_per_snippet(2048, cfg.model.num_classes, kernel=taps) * lengths.sum() / rows[0]["median_s"] / 1e9
+    giga_snippets_per_s = lengths.sum() / rows[0]["median_s"] / 1e9
+    gflops = conv_flops_per_snippet(2048, cfg.model.num_classes) * giga_snippets_per_s
+    k = cfg.model.kernel_size
+    taps = multiplications_per_output(k) if conv_algorithm == "winograd" else k
+    matmul_gflops = conv_flops_per_snippet(2048, cfg.model.num_classes, kernel=taps) * giga_snippets_per_s
     rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak,
                    matmul_floor_frac=matmul_gflops / peak)
     rows.append({"stage": "total", "median_s": total, "per_video_ms": 1000 * total / len(test),
@@ -109,7 +110,8 @@ def main():
     args = parser.parse_args()
     algorithms = args.conv_algorithm.split(",")
     if not set(algorithms) <= set(CONV_ALGORITHMS):
-        parser.error(f"--conv_algorithm: expected a comma-separated list of {CONV_ALGORITHMS}, got {args.conv_algorithm!r}")
+        parser.error(f"--conv_algorithm: expected a comma-separated list of {CONV_ALGORITHMS}, "
+                     f"got {args.conv_algorithm!r}")
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
     applied = configure_cpu_runtime(args.cpu_thread_pools)  # before TensorFlow's first op
@@ -124,8 +126,8 @@ def main():
             totals[precision, algorithm] = rows[-1]
             print(markdown_table(rows, ["stage", "median_s", "min_s", "max_s", "per_video_ms", "gflops",
                                         "peak_gflops", "floor_frac", "matmul_floor_frac", "vs_official",
-                                        "detections", "snippets", "precision", "conv_algorithm", "max_snippets", "peak_rss_mib",
-                                        "mAP@0.5", "average_mAP"]), flush=True)
+                                        "detections", "snippets", "precision", "conv_algorithm", "max_snippets",
+                                        "peak_rss_mib", "mAP@0.5", "average_mAP"]), flush=True)
     reference = next(iter(totals.values()))
     summary = [{"precision": p, "conv_algorithm": a, "total_s": t["median_s"], "goal_s": goals[p],
                 "met": t["median_s"] < goals[p], "mAP@0.5 change": t["mAP@0.5"] - reference["mAP@0.5"],
