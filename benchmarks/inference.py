@@ -30,31 +30,10 @@ import time
 
 import numpy as np
 
+from benchmarks.common import conv_flops_per_snippet, matmul_peak_gflops
+
 BACKENDS = ("keras_eager", "tf_function", "savedmodel_serving_default", "savedmodel_localize",
             "tflite_none", "tflite_dynamic", "tflite_float16", "onnxruntime")
-
-
-def conv_flops(t: int, d: int, c: int, k: int = 3, kc: int = 1) -> float:
-    """FLOPs of the temporal convolutions (2 streams, 2 embedding layers + classifier)."""
-    h = d // 2
-    return 2 * (2 * t * k * h * h + t * kc * h * c) * 2.0
-
-
-def measure_peak_flops(n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of an n x n fp32 matmul with TensorFlow: the best of `repeats` runs (the
-    machine's attainable peak; medians would fold other processes' load into the floor)."""
-    import tensorflow as tf
-
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    mm = tf.function(lambda: tf.linalg.matmul(a, b))
-    mm().numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        mm().numpy()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best
 
 
 def _set_threads(threads: int) -> None:
@@ -86,7 +65,7 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
     rng = np.random.default_rng(0)
     model.x_ref.assign(rng.normal(size=feature_dim // 2).astype(np.float32))
     classlist = [f"class_{i}" for i in range(num_classes)]
-    peak = measure_peak_flops()
+    peak = 1e9 * matmul_peak_gflops("float32")
     log(f"peak fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
 
     runners = {}  # backend -> fn(features [1, T, D], lengths [1]) -> outputs
@@ -132,11 +111,11 @@ def run(repeats: int = 5, lengths=(100, 500, 2000), feature_dim: int = 2048, num
         runners["onnxruntime"] = lambda x, n: sess.run(["tcam"], {"features": x, "lengths": np.asarray(n, np.int32)})[0]
 
     rows = []
-    peak = max(peak, measure_peak_flops())  # again right before timing; keep the best
+    peak = max(peak, 1e9 * matmul_peak_gflops("float32"))  # again right before timing; keep the best
     for t in lengths:
         x = rng.normal(size=(1, t, feature_dim)).astype(np.float32)
         n = [t]
-        flops = conv_flops(t, feature_dim, num_classes, mcfg.kernel_size, mcfg.classifier_kernel_size)
+        flops = t * conv_flops_per_snippet(feature_dim, num_classes, mcfg.kernel_size, mcfg.classifier_kernel_size)
         ref = model(tf.constant(x), training=False)["tcam"].numpy()
         errs = {}
         for name, fn in runners.items():  # warm-up and parity
