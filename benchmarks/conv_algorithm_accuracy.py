@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.common import machine_header, markdown_table
 from d2net_tf.config import CONV_ALGORITHMS
 from d2net_tf.data.loading import load_dataset, split_train_test
-from d2net_tf.inference import default_tiou_thresholds, evaluate_model, predict_videos
+from d2net_tf.inference import default_tiou_thresholds, evaluate_predictions, predict_videos
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
 
@@ -76,9 +76,10 @@ def model_rows(model_dir: str, data_dir: str, checkpoint: str) -> list[dict]:
     for precision in ("float32", "mixed_bfloat16"):
         net = network_in(precision, network, record)
         for algorithm in CONV_ALGORITHMS:
-            tcams = {v: t for v, t, _, _ in predict_videos(net, test, conv_algorithm=algorithm)}
-            result, _ = evaluate_model(net, test, loc, protocol=protocol, conv_algorithm=algorithm,
-                                       tiou_thresholds=default_tiou_thresholds(test.name))
+            predictions = list(predict_videos(net, test, conv_algorithm=algorithm))
+            tcams = {v: t for v, t, _, _ in predictions}
+            result, _ = evaluate_predictions(predictions, test, loc, protocol=protocol,
+                                             tiou_thresholds=default_tiou_thresholds(test.name))
             at_05 = 100 * result["mAP"][[round(t, 6) for t in result["tiou_thresholds"]].index(0.5)]
             row = {"model_dir": f"{model_dir} ({checkpoint}, {protocol})", "precision": precision,
                    "conv_algorithm": algorithm, "mAP@0.5": at_05, "average_mAP": 100 * result["average_mAP"],

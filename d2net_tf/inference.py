@@ -1,8 +1,9 @@
 """Running a trained D2Net over whole videos, then localizing and evaluating (Sec. 3.3).
 
-`predict_videos` / `evaluate_model` take a network; `evaluate_model_dir` and
-`localize_sources` / `localize_files` take a model directory and use its record
-(`d2net_tf.model_dir`): its network, class names, feature rate and LocalizationConfig.
+`predict_videos` / `evaluate_model` take a network (`evaluate_predictions` the outputs of
+`predict_videos`); `evaluate_model_dir` and `localize_sources` / `localize_files` take a model
+directory and use its record (`d2net_tf.model_dir`): its network, class names, feature rate and
+LocalizationConfig.
 """
 
 from __future__ import annotations
@@ -97,20 +98,34 @@ def evaluate_model(
     dataset: VideoDataset,
     localization: LocalizationConfig,
     *,
+    max_snippets: int = 50000,
+    conv_algorithm: str = "direct",
+    **evaluate_options,
+) -> tuple[dict, Detections]:
+    """Localization mAP (and classification mAP) of `model` on all videos of `dataset`:
+    `evaluate_predictions` of `predict_videos` (`conv_algorithm`: see `compiled_forward`;
+    `evaluate_options`: protocol, tiou_thresholds, remove_ambiguous, wtalc_options)."""
+    return evaluate_predictions(predict_videos(model, dataset, max_snippets, conv_algorithm), dataset, localization,
+                                **evaluate_options)
+
+
+def evaluate_predictions(
+    predictions: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    dataset: VideoDataset,
+    localization: LocalizationConfig,
+    *,
     protocol: str = "anet",
     tiou_thresholds=None,
     remove_ambiguous: bool | None = None,
-    max_snippets: int = 50000,
     wtalc_options: dict | None = None,
-    conv_algorithm: str = "direct",
 ) -> tuple[dict, Detections]:
-    """Localization mAP (and classification mAP) of `model` on all videos of `dataset`.
-    `wtalc_options`: keyword options of `evaluate_detections` for `protocol="wtalc"`;
-    `conv_algorithm`: see `compiled_forward`."""
+    """Localization mAP (and classification mAP) of `predictions`, (video_id, tcam, attention,
+    video_scores) of every video of `dataset` as `predict_videos` yields them.
+    `wtalc_options`: keyword options of `evaluate_detections` for `protocol="wtalc"`."""
     scores, order = [], []
 
     def tcams():
-        for vid, tcam, att, p in predict_videos(model, dataset, max_snippets, conv_algorithm):
+        for vid, tcam, att, p in predictions:
             scores.append(p)
             order.append(vid)
             yield vid, tcam, att
