@@ -5,7 +5,7 @@ batches and the dropout masks, so a seed's two runs differ by the fix alone): th
 and on how many seeds the fix raised mAP@0.5.
 
     python -m benchmarks.fix_effects --base runs/abl-official \
-        --fix "rezero_padding + packed=runs/abl-fix-padding" --fix "..." [--variant d2net]
+        --fix "rezero_padding + packed=runs/fix5-padding" --fix "..." [--variant d2net]
 
 Reads each `VARIANT-seedN/results.json`; prints a Markdown table. `--verbatim` prints each
 NAME as given (for runs that revert an official behaviour rather than add a fix).
@@ -44,9 +44,9 @@ def effect_row(label: str, base: dict[int, np.ndarray], runs: dict[int, np.ndarr
     s = np.stack(list(runs.values()))
     d = s.mean(0) - np.stack(list(base.values())).mean(0)
     common = [seed for seed in runs if seed in base]
-    paired = np.stack([runs[seed] - base[seed] for seed in common]) if common else np.zeros((0, 2))
     same_seed = "- | - | -"
     if common:
+        paired = np.stack([runs[seed] - base[seed] for seed in common])
         up = int((paired[:, 0] > 0).sum())
         same_seed = (f"{paired[:, 0].mean():+.1f} ± {paired[:, 0].std():.1f} | {up}/{len(common)} | "
                      f"{paired[:, 1].mean():+.1f} ± {paired[:, 1].std():.1f}")
@@ -70,6 +70,7 @@ def main():
     for spec in args.fix:
         name, _, folder = spec.partition("=")
         print(effect_row(name if args.verbatim else f"official + {name}", base, scores(folder, args.variant)))
+
 
 if __name__ == "__main__":
     main()
