@@ -36,6 +36,7 @@ from benchmarks.common import (
     time_calls,
 )
 from d2net_tf.config import CONV_ALGORITHMS, preset
+from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
 from d2net_tf.evaluation import GroundTruth, evaluate_detections
@@ -54,10 +55,10 @@ def random_test_split():
     """(test split, config, localization, weights) of the default run: THUMOS14's test videos at their
     real lengths with random features, and a random network with a random non-zero x_ref."""
     test = load_wtalc_annotations(vendored_annotation_dir("Thumos14reduced")).subset("test")
-    rng = np.random.default_rng(0)
-    lengths = np.maximum(np.round(test.durations * 25 / 16).astype(int), 1)
-    test.features = [rng.random((t, 2048), dtype=np.float32) for t in lengths]
     cfg = preset("official")
+    rng = np.random.default_rng(0)
+    lengths = np.maximum(np.round(test.durations * I3D_SNIPPETS_PER_SECOND).astype(int), 1)
+    test.features = [rng.random((t, cfg.model.feature_dim), dtype=np.float32) for t in lengths]
     network = build_network(cfg.model, cfg.loss.topk_divisor)
     network.x_ref.assign(rng.random(cfg.model.feature_dim // 2).astype(np.float32))
     return test, cfg, localization_config("official", test.name, cfg.loss.topk_divisor), network.get_weights()
