@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
 import numpy as np
 
 from benchmarks.common import machine_header, markdown_table
@@ -32,11 +31,7 @@ def network_in(precision: str, network, record):
     """`network`'s weights in a network built under `precision`."""
     if precision == "float32":
         return network
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        other = build_network(record.config.model, network.topk_divisor)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    other = build_network(record.config.model, network.topk_divisor, precision)
     other.set_weights(network.get_weights())
     return other
 

@@ -24,7 +24,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
 import numpy as np
 
 from benchmarks.common import (
@@ -76,11 +75,7 @@ def run(test, cfg, loc, weights: list, repeats: int = 3, precision: str = "float
         max_snippets: int = 50000) -> list[dict]:
     """Rows of one precision and convolution algorithm of the network of config `cfg` with `weights`
     (float32 get_weights(): the same network in every run) on the videos of `test`."""
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        network = build_network(cfg.model, cfg.loss.topk_divisor)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    network = build_network(cfg.model, cfg.loss.topk_divisor, precision)
     network.set_weights(weights)
     lengths = np.array([f.shape[0] for f in test.features])
     gt = GroundTruth.from_dataset(test)
