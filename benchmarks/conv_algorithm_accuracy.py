@@ -25,13 +25,15 @@ from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.inference import default_tiou_thresholds, evaluate_predictions, predict_videos
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
+from d2net_tf.precision import dtype_policy
 
 
 def network_in(precision: str, network, record):
     """`network`'s weights in a network built under `precision`."""
     if precision == "float32":
         return network
-    other = build_network(record.config.model, network.topk_divisor, precision)
+    with dtype_policy(precision):
+        other = build_network(record.config.model, network.topk_divisor)
     other.set_weights(network.get_weights())
     return other
 

@@ -45,6 +45,7 @@ from d2net_tf.localization import localization_config
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
 from d2net_tf.modeling.winograd import multiplications_per_output
+from d2net_tf.precision import dtype_policy
 
 OFFICIAL_TOTAL_S = 22.8
 TIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -75,7 +76,8 @@ def run(test, cfg, loc, weights: list, repeats: int = 3, precision: str = "float
         max_snippets: int = 50000) -> list[dict]:
     """Rows of one precision and convolution algorithm of the network of config `cfg` with `weights`
     (float32 get_weights(): the same network in every run) on the videos of `test`."""
-    network = build_network(cfg.model, cfg.loss.topk_divisor, precision)
+    with dtype_policy(precision):
+        network = build_network(cfg.model, cfg.loss.topk_divisor)
     network.set_weights(weights)
     lengths = np.array([f.shape[0] for f in test.features])
     gt = GroundTruth.from_dataset(test)

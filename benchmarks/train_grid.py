@@ -47,8 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from d2net_tf.precision import PRECISIONS
+
 NUM_CLASSES = 20
-PRECISIONS = ("float32", "mixed_bfloat16")
 FP32_GOAL, BF16_GOAL = 3.0, 10.0  # speed goals: fp32 >= 3x everywhere; bf16 >= 10x at D=2048, B=10
 
 

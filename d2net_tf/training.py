@@ -36,6 +36,7 @@ from d2net_tf.model_dir import (
     training_checkpoint,
 )
 from d2net_tf.optimizers import FusedAdam, FusedAdamW
+from d2net_tf.precision import check_precision, dtype_policy
 from d2net_tf.task import D2NetTask, build_task
 
 
@@ -68,6 +69,9 @@ class RunConfig:
     deterministic: bool = False  # TF op determinism too (the seed always fixes initial weights, dropout, batches)
     verbose: int = 1
 
+    def __post_init__(self):
+        check_precision(self.precision)
+
     def wtalc_options(self) -> dict:
         """The --protocol=wtalc keyword options of `evaluation.evaluate_detections`."""
         return {name: getattr(self, name) for name in WTALC_OPTIONS}
@@ -93,17 +97,12 @@ def make_optimizer(cfg: D2NetConfig) -> keras.optimizers.Optimizer:
 
 def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2NetTask:
     """A compiled D2NetTask whose optimizer variables exist (so checkpoints restore them)."""
-    if run is not None and run.precision not in ("float32", "mixed_bfloat16"):
-        raise D2NetInputError(f"precision must be 'float32' or 'mixed_bfloat16', got {run.precision!r}")
     if run is not None and run.packed and not cfg.model.rezero_padding:
         raise D2NetInputError("packed batches need rezero_padding=True (without it padding leaks into the "
                               "neighbouring videos); use --nopacked or --rezero_padding")
-    keras.mixed_precision.set_global_policy(run.precision if run else "float32")
-    try:
-        wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
+    wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
+    with dtype_policy(run.precision if run else "float32"):
         model = build_task(cfg.model, cfg.loss, wd, cfg.train.seed, cfg.train.skip_nonpositive_loss)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     jit = bool(run and run.jit_compile)
     model.compile(optimizer=make_optimizer(cfg), jit_compile=jit)
     if jit and not model.jit_compile:  # Keras only warns and runs without XLA

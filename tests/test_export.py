@@ -110,6 +110,23 @@ def keras_outputs(model, features, lengths):
     return {k: v.numpy() for k, v in model(tf.constant(features), snippet_mask=mask, training=False).items()}
 
 
+def test_restore_network_builds_float32_under_a_mixed_global_policy(model_dir):
+    """Export and evaluation read float32 weights into a float32 network, whatever the global policy
+    a caller left (and the caller's policy stays)."""
+    import keras
+
+    from d2net_tf.model_dir import restore_network
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        network, _ = restore_network(model_dir)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {(w.dtype, layer.compute_dtype) for layer in network._flatten_layers() if layer.weights
+            for w in layer.weights} == {("float32", "float32")}
+
+
 # --------------------------------------------------------------------------- #
 # In-graph localization == numpy localization
 # --------------------------------------------------------------------------- #

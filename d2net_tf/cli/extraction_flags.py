@@ -7,7 +7,8 @@ import sys
 from absl import flags
 
 from d2net_tf.features import protocol
-from d2net_tf.features.extract import PRECISIONS, FeatureExtractor
+from d2net_tf.features.extract import FeatureExtractor
+from d2net_tf.precision import PRECISIONS
 
 FLAGS = flags.FLAGS
 

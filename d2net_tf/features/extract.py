@@ -27,9 +27,9 @@ from d2net_tf.features import protocol
 from d2net_tf.features.flow import TVL1, scale_flow
 from d2net_tf.features.video import Decoded, VideoError, require
 from d2net_tf.jsonio import read_json, write_json_atomic
+from d2net_tf.precision import check_precision
 
 STAGES = ("decode", "flow", "rgb_i3d", "flow_i3d")
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -100,8 +100,7 @@ class FeatureExtractor:
     def from_weights(cls, rgb_weights: str | None, flow_weights: str | None, precision: str = "float32", **kwargs):
         from d2net_tf.features.i3d import load_i3d
 
-        if precision not in PRECISIONS:
-            raise D2NetInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision, "--precision")
         models = load_i3d(rgb_weights, "rgb", precision), load_i3d(flow_weights, "flow", precision)
         if precision != "float32" and "reference" not in kwargs:
             kwargs["reference"] = (load_i3d(rgb_weights, "rgb"), load_i3d(flow_weights, "flow"))

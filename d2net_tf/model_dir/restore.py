@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
-
 from d2net_tf.model_dir.checkpoints import latest_checkpoint, network_checkpoint
 from d2net_tf.model_dir.record import ModelDir, read_model_dir
 from d2net_tf.modeling import D2Net
+from d2net_tf.precision import dtype_policy
 from d2net_tf.task import build_task
 
 
@@ -17,11 +15,7 @@ def restore_network(model_dir: str | ModelDir, which: str = "best") -> tuple[D2N
     record = model_dir if isinstance(model_dir, ModelDir) else read_model_dir(model_dir)
     path = latest_checkpoint(record.path, which)
     cfg = record.config
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with dtype_policy("float32"):
         task = build_task(cfg.model, cfg.loss)  # the task knows the checkpoint's object layout
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
     network_checkpoint(task).restore(path).expect_partial()
     return task.network, record

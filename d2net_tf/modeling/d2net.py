@@ -120,14 +120,9 @@ class D2Net(keras.Model):
         return super().from_config(config)
 
 
-def build_network(model_config: ModelConfig, topk_divisor: float = 8.0, precision: str = "float32") -> D2Net:
-    """A built D2Net from a typed config, computing in `precision` (a Keras dtype policy such as
-    "mixed_bfloat16"; the global policy is restored afterwards)."""
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        network = D2Net(dataclasses.asdict(model_config), topk_divisor)
-        network.build((None, None, model_config.feature_dim))
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+def build_network(model_config: ModelConfig, topk_divisor: float = 8.0) -> D2Net:
+    """A built D2Net from a typed config, under the global dtype policy (`d2net_tf.precision.dtype_policy`
+    chooses it)."""
+    network = D2Net(dataclasses.asdict(model_config), topk_divisor)
+    network.build((None, None, model_config.feature_dim))
     return network
