@@ -142,16 +142,17 @@ def evaluate_predictions(
 
 
 def evaluate_model_dir(model_dir: str, test_set: VideoDataset, *, which: str = "best", preset: str | None = None,
-                       **evaluate_options) -> tuple[dict, Detections]:
-    """`evaluate_model` of MODEL_DIR's `which` checkpoint on `test_set`, with the model
-    directory's LocalizationConfig (or that of `preset` when given). `evaluate_options`:
-    keyword options of `evaluate_model` (protocol, tiou_thresholds, ...)."""
-    network, record = restore_network(model_dir, which)
+                       precision: str = "float32", **evaluate_options) -> tuple[dict, Detections]:
+    """`evaluate_model` of MODEL_DIR's `which` checkpoint, computing in `precision`, on `test_set`,
+    with the model directory's LocalizationConfig (or that of `preset` when given).
+    `evaluate_options`: keyword options of `evaluate_model` (protocol, tiou_thresholds, ...)."""
+    network, record = restore_network(model_dir, which, precision)
     if test_set.feature_dim != record.config.model.feature_dim:
         raise D2NetInputError(f"{model_dir}: the model expects {record.config.model.feature_dim}-dim features, "
                               f"the data has {test_set.feature_dim}")
     result, detections = evaluate_model(network, test_set, record.localization_for(preset), **evaluate_options)
-    result.update({"model_dir": model_dir, "checkpoint": which,
+    result.update({"model_dir": model_dir, "checkpoint": which, "precision": precision,
+                   "conv_algorithm": evaluate_options.get("conv_algorithm", "direct"),
                    "localization_preset": preset or record.localization_preset})
     return result, detections
 
@@ -170,15 +171,15 @@ def feature_files(path: str) -> list[tuple[str, str]]:
 
 def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, np.ndarray, str]]],
                      fps: float | None = None, preset: str | None = None, which: str = "best",
-                     conv_algorithm: str = "direct"):
+                     conv_algorithm: str = "direct", precision: str = "float32"):
     """Localizes every video of `sources()`, an iterator of (video_id, [T, D] features, where
-    they came from), with MODEL_DIR's `which` checkpoint.
+    they came from), with MODEL_DIR's `which` checkpoint computing in `precision`.
 
     `fps` defaults to the model's training feature rate and `preset` to the model directory's
     LocalizationConfig; `conv_algorithm`: see `compiled_forward`. Returns (detections,
     {first video id: (tcam, attention)}, classlist, fps).
     """
-    network, record = restore_network(model_dir, which)
+    network, record = restore_network(model_dir, which, precision)
     fps = fps or record.snippets_per_second
     forward = compiled_forward(network, packed=True, conv_algorithm=conv_algorithm)  # a packed sequence of one
     outputs = {}
@@ -196,7 +197,7 @@ def localize_sources(model_dir: str, sources: Callable[[], Iterable[tuple[str, n
 
 
 def localize_files(model_dir: str, path: str, fps: float | None = None, preset: str | None = None,
-                   which: str = "best", conv_algorithm: str = "direct"):
+                   which: str = "best", conv_algorithm: str = "direct", precision: str = "float32"):
     """`localize_sources` on the feature files of `path` (a .npy file or a folder of them)."""
     return localize_sources(model_dir, lambda: ((vid, load_npy(file), file) for vid, file in feature_files(path)),
-                            fps, preset, which, conv_algorithm)
+                            fps, preset, which, conv_algorithm, precision)

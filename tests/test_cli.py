@@ -255,6 +255,29 @@ def test_localize_and_evaluate_with_winograd_match_direct(env, tmp_path):
 
 
 @pytest.mark.slow
+def test_localize_and_evaluate_in_mixed_bfloat16(env, tmp_path):
+    """--precision reaches the network: recorded in the result, detections within bfloat16 round-off."""
+    runs = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        out, result = tmp_path / f"{precision}.json", tmp_path / f"{precision}-eval.json"
+        p = run("d2net_tf.cli.localize", "--model_dir", env["model"], "--features", env["feats"], "--output", out,
+                f"--precision={precision}")
+        assert p.returncode == 0, p.stderr
+        p = evaluate("--model_dir", env["model"], f"--data_dir={env['data']}", "--feature_dim=32", "--output", result,
+                     f"--precision={precision}")
+        assert p.returncode == 0, p.stderr
+        runs[precision] = json.loads(out.read_text())["results"]["video"], json.loads(result.read_text())
+    (exact, exact_eval), (fast, fast_eval) = runs["float32"], runs["mixed_bfloat16"]
+    assert (exact_eval["precision"], fast_eval["precision"]) == ("float32", "mixed_bfloat16")
+    assert exact and fast
+    top = max(d["score"] for d in exact)
+    assert abs(max(d["score"] for d in fast) - top) <= 2e-2 * abs(top)
+    assert {d["label"] for d in fast[:3]} & {d["label"] for d in exact[:3]}
+    np.testing.assert_allclose(fast_eval["mAP"], exact_eval["mAP"], atol=0.05)
+    assert_one_line_error(localize(env, env["feats"], "--precision=float16"), "precision")
+
+
+@pytest.mark.slow
 def test_localize_bad_conv_algorithm(env):
     assert_one_line_error(localize(env, env["feats"], "--conv_algorithm=fft"), "conv_algorithm")
 

@@ -127,6 +127,26 @@ def test_restore_network_builds_float32_under_a_mixed_global_policy(model_dir):
             for w in layer.weights} == {("float32", "float32")}
 
 
+def test_restore_network_in_mixed_bfloat16(model_dir, restored):
+    """--precision=mixed_bfloat16 inference: the same float32 weights, bfloat16 compute, float32
+    outputs within bfloat16 round-off of the float32 network's."""
+    from d2net_tf.model_dir import restore_network
+
+    network, _ = restore_network(model_dir, precision="mixed_bfloat16")
+    reference = restored[0]
+    assert {layer.compute_dtype for layer in network._flatten_layers() if layer.weights} == {"bfloat16"}
+    for a, b in zip(network.get_weights(), reference.get_weights()):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    features = np.random.default_rng(3).normal(size=(2, 30, FEAT)).astype(np.float32)
+    fast, exact = keras_outputs(network, features, [30, 21]), keras_outputs(reference, features, [30, 21])
+    for name in ("tcam", "attention"):
+        assert fast[name].dtype == np.float32
+        scale = np.abs(exact[name]).max()
+        np.testing.assert_allclose(fast[name], exact[name], atol=2e-2 * scale)
+        assert not np.array_equal(fast[name], exact[name])  # bfloat16 did compute
+
+
 # --------------------------------------------------------------------------- #
 # In-graph localization == numpy localization
 # --------------------------------------------------------------------------- #

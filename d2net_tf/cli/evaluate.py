@@ -74,7 +74,8 @@ def evaluate_model_dir() -> dict:
         protocol=FLAGS.protocol if FLAGS["protocol"].present else record.run.get("protocol", FLAGS.protocol),
         tiou_thresholds=parse_thresholds(FLAGS.tiou_thresholds) if FLAGS["tiou_thresholds"].present else None,
         remove_ambiguous={"auto": None, "true": True, "false": False}[FLAGS.remove_ambiguous],
-        wtalc_options=wtalc_options_from_flags(record.run), conv_algorithm=FLAGS.conv_algorithm)
+        wtalc_options=wtalc_options_from_flags(record.run), conv_algorithm=FLAGS.conv_algorithm,
+        precision=FLAGS.precision)
     if FLAGS.detections_output:
         write_detections_json(FLAGS.detections_output, detections, test_set.classlist)
     return result

@@ -33,8 +33,9 @@ flags.DEFINE_string("ground_truth", None, "Optional ActivityNet-style ground tru
 flags.DEFINE_enum("localization", None, ["official", "paper"],
                   "Post-processing preset (Sec. 3.3); default: the settings stored in --model_dir.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --model_dir.")
-define_extraction_flags()
-define_inference_flags()
+define_extraction_flags(precision=False)
+define_inference_flags("Compute precision of D2-Net and, with --video, of I3D: float32, or mixed_bfloat16 "
+                       "(bfloat16 matmuls, float32 weights).")
 flags.mark_flags_as_required(["model_dir", "output"])
 FLAGS = flags.FLAGS
 
@@ -60,11 +61,12 @@ def main(argv):
     if FLAGS.video:
         detections, outputs, classlist, fps = localize_sources(
             FLAGS.model_dir, video_sources(FLAGS.video), FLAGS.fps, FLAGS.localization, FLAGS.checkpoint,
-            FLAGS.conv_algorithm,
+            FLAGS.conv_algorithm, FLAGS.precision,
         )
     else:
         detections, outputs, classlist, fps = localize_files(
-            FLAGS.model_dir, FLAGS.features, FLAGS.fps, FLAGS.localization, FLAGS.checkpoint, FLAGS.conv_algorithm
+            FLAGS.model_dir, FLAGS.features, FLAGS.fps, FLAGS.localization, FLAGS.checkpoint, FLAGS.conv_algorithm,
+            FLAGS.precision,
         )
     write_detections_json(FLAGS.output, detections, classlist)
     print(f"{len(detections)} detections in {len(set(detections.video_ids.tolist()))} videos -> {FLAGS.output}")
