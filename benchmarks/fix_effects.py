@@ -5,7 +5,7 @@ batches and the dropout masks, so a seed's two runs differ by the fix alone): th
 and on how many seeds the fix raised mAP@0.5.
 
     python -m benchmarks.fix_effects --base runs/abl-official \
-        --fix "rezero_padding + packed=runs/fix5-padding" --fix "..." [--variant d2net]
+        --fix "rezero_padding + packed=runs/fix5-padding" --fix "..." [--variant d2net] [--seeds 0,1,2]
 
 Reads each `VARIANT-seedN/results.json`; prints a Markdown table. `--verbatim` prints each
 NAME as given (for runs that revert an official behaviour rather than add a fix).
@@ -21,16 +21,19 @@ import os
 import numpy as np
 
 
-def scores(ablation_dir: str, variant: str) -> dict[int, np.ndarray]:
-    """{seed: [mAP@0.5, average mAP] (%)} of every finished seed."""
+def scores(ablation_dir: str, variant: str, seeds: set[int] | None = None) -> dict[int, np.ndarray]:
+    """{seed: [mAP@0.5, average mAP] (%)} of every finished seed (of `seeds` only, when given)."""
     out = {}
     for path in glob.glob(os.path.join(ablation_dir, f"{variant}-seed*", "results.json")):
         seed = int(os.path.basename(os.path.dirname(path))[len(f"{variant}-seed"):])
+        if seeds is not None and seed not in seeds:
+            continue
         with open(path) as f:
             r = json.load(f)
         out[seed] = np.array([100 * r["mAP"][list(r["tiou_thresholds"]).index(0.5)], 100 * r["average_mAP"]])
     if not out:
-        raise SystemExit(f"{ablation_dir}: no finished {variant} run (results.json)")
+        raise SystemExit(f"{ablation_dir}: no finished {variant} run (results.json)"
+                         + (f" of seeds {sorted(seeds)}" if seeds is not None else ""))
     return dict(sorted(out.items()))
 
 
@@ -60,8 +63,11 @@ def main():
     parser.add_argument("--fix", action="append", default=[], help="NAME=ABLATION_DIR")
     parser.add_argument("--variant", default="d2net")
     parser.add_argument("--verbatim", action="store_true", help="row names as given, without 'official + '")
+    parser.add_argument("--seeds", help="comma-separated: only these seeds of every folder (the base included), so "
+                        "that the means compare the same seeds")
     args = parser.parse_args()
-    base = scores(args.base, args.variant)
+    seeds = None if args.seeds is None else {int(s) for s in args.seeds.split(",")}
+    base = scores(args.base, args.variant, seeds)
     print("| run | seeds | mAP@0.5 | change | avg 0.1-0.7 | change | same-seed change @0.5 | seeds up @0.5 | "
           "same-seed change avg |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -69,7 +75,7 @@ def main():
     print(f"| official | {len(b)} | {mean_std(b[:, 0])} | | {mean_std(b[:, 1])} | | | | |")
     for spec in args.fix:
         name, _, folder = spec.partition("=")
-        print(effect_row(name if args.verbatim else f"official + {name}", base, scores(folder, args.variant)))
+        print(effect_row(name if args.verbatim else f"official + {name}", base, scores(folder, args.variant, seeds)))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ def test_scores_are_read_per_seed(tmp_path):
     np.testing.assert_allclose(got[10], [12.0, 20.0])
 
 
+def test_scores_of_chosen_seeds_only(tmp_path):
+    for seed in (0, 1, 2, 3):
+        write_run(tmp_path, seed, 10.0 + seed, 20.0)
+    assert list(scores(str(tmp_path), "d2net", {1, 3, 7})) == [1, 3]
+    with pytest.raises(SystemExit, match=r"no finished d2net run \(results.json\) of seeds \[5\]"):
+        scores(str(tmp_path), "d2net", {5})
+
+
 def test_effect_row_pairs_the_seeds_both_sides_have(tmp_path):
     base = {0: np.array([10.0, 20.0]), 1: np.array([14.0, 24.0]), 2: np.array([12.0, 22.0])}
     runs = {0: np.array([13.0, 21.0]), 1: np.array([13.0, 26.0]), 3: np.array([20.0, 30.0])}
