@@ -19,7 +19,7 @@ def check_precision(precision: str, name: str = "precision") -> None:
 def dtype_policy(precision: str):
     """Layers created inside the block compute in `precision` (one of PRECISIONS); on exit, also
     after an error, the global policy is the one before the block."""
-    import keras
+    import keras  # here: the commands' flag modules import PRECISIONS and must not import Keras
 
     check_precision(precision)
     previous = keras.mixed_precision.global_policy()
