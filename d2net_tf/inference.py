@@ -142,18 +142,19 @@ def evaluate_predictions(
 
 
 def evaluate_model_dir(model_dir: str, test_set: VideoDataset, *, which: str = "best", preset: str | None = None,
-                       precision: str = "float32", **evaluate_options) -> tuple[dict, Detections]:
-    """`evaluate_model` of MODEL_DIR's `which` checkpoint, computing in `precision`, on `test_set`,
-    with the model directory's LocalizationConfig (or that of `preset` when given).
-    `evaluate_options`: keyword options of `evaluate_model` (protocol, tiou_thresholds, ...)."""
+                       precision: str = "float32", conv_algorithm: str = "direct",
+                       **evaluate_options) -> tuple[dict, Detections]:
+    """`evaluate_model` of MODEL_DIR's `which` checkpoint, computing in `precision` with `conv_algorithm`,
+    on `test_set`, with the model directory's LocalizationConfig (or that of `preset` when given).
+    `evaluate_options`: the other keyword options of `evaluate_model` (protocol, tiou_thresholds, ...)."""
     network, record = restore_network(model_dir, which, precision)
     if test_set.feature_dim != record.config.model.feature_dim:
         raise D2NetInputError(f"{model_dir}: the model expects {record.config.model.feature_dim}-dim features, "
                               f"the data has {test_set.feature_dim}")
-    result, detections = evaluate_model(network, test_set, record.localization_for(preset), **evaluate_options)
+    result, detections = evaluate_model(network, test_set, record.localization_for(preset),
+                                        conv_algorithm=conv_algorithm, **evaluate_options)
     result.update({"model_dir": model_dir, "checkpoint": which, "precision": precision,
-                   "conv_algorithm": evaluate_options.get("conv_algorithm", "direct"),
-                   "localization_preset": preset or record.localization_preset})
+                   "conv_algorithm": conv_algorithm, "localization_preset": preset or record.localization_preset})
     return result, detections
 
 
