@@ -18,6 +18,7 @@ from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
+from d2net_tf.cli.precision_flag import define_precision_flag
 from d2net_tf.errors import D2NetInputError
 
 flags.DEFINE_string("videos", None, "A video file or a folder of videos (video id = file name without extension).")
@@ -26,6 +27,7 @@ flags.DEFINE_string("subset", "test", "Subset written for new videos in ground_t
 flags.DEFINE_enum("on_error", "stop", ["stop", "skip"], "A video that cannot be decoded: stop (one-line error, "
                   "exit 2) or skip it with a warning (exit 2 at the end if any was skipped).")
 define_extraction_flags()
+define_precision_flag("I3D compute precision.")
 flags.mark_flags_as_required(["videos", "out"])
 FLAGS = flags.FLAGS
 

@@ -8,18 +8,15 @@ from absl import flags
 
 from d2net_tf.features import protocol
 from d2net_tf.features.extract import FeatureExtractor
-from d2net_tf.precision import PRECISIONS
 
 FLAGS = flags.FLAGS
 
 
-def define_extraction_flags(precision: bool = True) -> None:
-    """The extractor's flags; `precision=False`: without --precision, which the command defines
-    for more than I3D (d2net-localize: one --precision for I3D and D2-Net)."""
+def define_extraction_flags() -> None:
+    """The extractor's flags but --precision, which each command defines (`precision_flag`): I3D's
+    alone in d2net-extract-features, I3D's and D2-Net's in d2net-localize."""
     flags.DEFINE_string("rgb_weights", None, "RGB I3D weights (d2net-convert-i3d; BUILD.md).")
     flags.DEFINE_string("flow_weights", None, "Flow I3D weights (d2net-convert-i3d; BUILD.md).")
-    if precision:
-        flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "I3D compute precision.")
     flags.DEFINE_integer("batch_snippets", 4, "Snippets per I3D call (memory ~ 16 frames x this).")
     flags.DEFINE_integer("short_side", protocol.SHORT_SIDE, "Resize the shorter side to this (protocol: 256).")
     flags.DEFINE_integer("crop", protocol.CROP, "Center crop size (protocol: 224; smaller only for quick tests).")

@@ -33,7 +33,7 @@ flags.DEFINE_string("ground_truth", None, "Optional ActivityNet-style ground tru
 flags.DEFINE_enum("localization", None, ["official", "paper"],
                   "Post-processing preset (Sec. 3.3); default: the settings stored in --model_dir.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --model_dir.")
-define_extraction_flags(precision=False)
+define_extraction_flags()
 define_inference_flags("Compute precision of D2-Net and, with --video, of I3D: float32, or mixed_bfloat16 "
                        "(bfloat16 matmuls, float32 weights).")
 flags.mark_flags_as_required(["model_dir", "output"])

@@ -14,7 +14,7 @@ from absl import flags
 from d2net_tf import config as C
 from d2net_tf.config import SELECT_ON
 from d2net_tf.cli.data_flags import define_data_flags
-from d2net_tf.precision import PRECISIONS
+from d2net_tf.cli.precision_flag import define_precision_flag
 
 FLAGS = flags.FLAGS
 _SKIP = {"feature_dim", "num_classes"}  # from the data
@@ -70,7 +70,7 @@ def define_training_flags() -> None:
     flags.DEFINE_enum("protocol", "anet", ["anet", "wtalc"], "Evaluation protocol.")
     flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
     flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
-    flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Compute precision of the convolutions.")
+    define_precision_flag("Compute precision of the convolutions.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                       "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
                       "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
