@@ -27,6 +27,9 @@ rounds, after one untimed warm-up pass each). Reported per point: median real sn
 the fraction of the FLOP floor (conv FLOPs of the real snippets, forward + backward, / time /
 this run's matmul peak of the compute dtype, `benchmarks.common`), and the kernel (system)
 share of our process's CPU time during our timed passes (`os.times()`).
+`--conv_algorithms direct,winograd` times our step with each TC convolution (`d2net-fit
+--conv_algorithm`); floor_frac always counts the direct convolution's FLOPs, so Winograd's (half
+the multiplications for the 3-tap layers) can pass 1; matmul_floor_frac counts the matmuls each runs.
 
 `--kernel` also runs the kernel-time check (`kernel_time`: how much CPU time goes to the kernel): `model.fit` on the
 in-memory tf.data pipeline at D=512, B=20, in a subprocess per runtime setting (TensorFlow's
@@ -136,7 +139,8 @@ class ReferenceStep:
 class OurStep:
     """Our train step on the same videos (packed), official denoising schedule after step 0."""
 
-    def __init__(self, feature_dim: int, batch_size: int, num_batches: int, precision: str):
+    def __init__(self, feature_dim: int, batch_size: int, num_batches: int, precision: str,
+                 conv_algorithm: str = "direct"):
         import tensorflow as tf
 
         from benchmarks.train_step import make_batches, thumos_lengths
@@ -147,7 +151,8 @@ class OurStep:
         cfg.model.feature_dim, cfg.model.num_classes = feature_dim, NUM_CLASSES
         cfg.train.batch_size = batch_size
         cfg.loss.denoise_start_step, cfg.loss.denoise_every = 1, 2  # = official itr > 0 and itr % 2 == 0
-        self.model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True))
+        self.model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True,
+                                                 conv_algorithm=conv_algorithm))
         batches = make_batches(thumos_lengths(), feature_dim, num_batches, batch_size=batch_size, packed=True,
                                gap=getattr(self.model, "network", self.model).packing_gap())
         self.tensors = [{k: tf.constant(v) for k, v in b.items() if k not in ("real", "convolved")} for b in batches]
@@ -172,15 +177,18 @@ def _kind_medians(steps: list[tuple[float, bool]]) -> tuple[float, float]:
     return (float(np.median(plain)) if plain else float("nan"), float(np.median(denoise)) if denoise else float("nan"))
 
 
-def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int, peaks: dict) -> list[dict]:
-    """One grid point: paired rounds of reference / ours fp32 / ours bf16 passes."""
+def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int, peaks: dict,
+              conv_algorithms: tuple[str, ...] = ("direct",)) -> list[dict]:
+    """One grid point: paired rounds of reference / each of our (precision, conv_algorithm) passes."""
     from benchmarks.common import train_flops_per_snippet
+    from d2net_tf.modeling.winograd import multiplications_per_output
 
+    variants = [(p, a) for p in PRECISIONS for a in conv_algorithms]
     ref = ReferenceStep(feature_dim, batch_size, num_batches)
     try:
-        ours = {p: OurStep(feature_dim, batch_size, num_batches, p) for p in PRECISIONS}
-        passes = {"reference": [], **{p: [] for p in PRECISIONS}}
-        cpu = {p: [0.0, 0.0] for p in PRECISIONS}  # user, system seconds during our timed passes
+        ours = {v: OurStep(feature_dim, batch_size, num_batches, *v) for v in variants}
+        passes = {"reference": [], **{v: [] for v in variants}}
+        cpu = {v: [0.0, 0.0] for v in variants}  # user, system seconds during our timed passes
         for _ in range(repeats):
             passes["reference"].append(ref.one_pass())
             for p, o in ours.items():
@@ -191,10 +199,13 @@ def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int,
                 cpu[p][1] += t1.system - t0.system
     finally:
         ref.close()
-    real = ours["float32"].real
+    real = ours[variants[0]].real
     if ref.real != real:
         raise AssertionError(f"reference and ours saw different videos ({ref.real} vs {real} real snippets)")
-    flops = train_flops_per_snippet(feature_dim, NUM_CLASSES) * real  # per pass
+    flops = train_flops_per_snippet(feature_dim, NUM_CLASSES) * real  # per pass (direct convolution)
+    # Winograd's own floor: the matmul FLOPs it runs (F(4, 3): 1.5 matmul rows per output, not 3)
+    matmul_flops = {a: train_flops_per_snippet(feature_dim, NUM_CLASSES, kernel=multiplications_per_output(3)
+                                               if a == "winograd" else 3) * real for a in conv_algorithms}
     ref_t = np.array([sum(s for s, _ in p) for p in passes["reference"]])
     rows = []
     plain, denoise = _kind_medians([s for p in passes["reference"] for s in p])
@@ -203,17 +214,20 @@ def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int,
                  "plain_step_s": plain, "denoise_step_s": denoise, "ratio": 1.0,
                  "real_frac": real / ref.convolved,
                  "floor_frac": flops / np.median(ref_t) / 1e9 / peaks["float32"]})
-    for p in PRECISIONS:
-        t = np.array([sum(s for s, _ in x) for x in passes[p]])
-        plain, denoise = _kind_medians([s for x in passes[p] for s in x])
+    for v in variants:
+        p, algorithm = v
+        t = np.array([sum(s for s, _ in x) for x in passes[v]])
+        plain, denoise = _kind_medians([s for x in passes[v] for s in x])
         ratios = ref_t / t
         peak = peaks["bfloat16" if p == "mixed_bfloat16" else "float32"]
-        user, system = cpu[p]
+        user, system = cpu[v]
         rows.append({"D": feature_dim, "B": batch_size, "implementation": "ours (packed)", "precision": p,
+                     "conv_algorithm": algorithm,
                      "real_snippets_per_s": real / np.median(t), "plain_step_s": plain, "denoise_step_s": denoise,
                      "ratio": float(np.median(ratios)), "ratio_min": float(np.min(ratios)),
-                     "ratio_max": float(np.max(ratios)), "real_frac": real / ours[p].convolved,
+                     "ratio_max": float(np.max(ratios)), "real_frac": real / ours[v].convolved,
                      "floor_frac": flops / np.median(t) / 1e9 / peak,
+                     "matmul_floor_frac": matmul_flops[algorithm] / np.median(t) / 1e9 / peak,
                      "kernel_share": system / max(user + system, 1e-9)})
     return rows
 
@@ -231,7 +245,8 @@ def goals(rows: list[dict]) -> list[str]:
         else:
             continue
         verdict = "met" if r["ratio"] >= goal else f"MISSED by {goal / r['ratio']:.2f}x"
-        out.append(f"D={r['D']}, B={r['B']}, {r['precision']}: {r['ratio']:.2f}x vs goal {goal:.0f}x: {verdict}")
+        out.append(f"D={r['D']}, B={r['B']}, {r['precision']}, {r['conv_algorithm']}: {r['ratio']:.2f}x vs goal "
+                   f"{goal:.0f}x: {verdict}")
     return out
 
 
@@ -298,8 +313,8 @@ def kernel_time(steps: int = 40, rounds: int = 1) -> list[dict]:
     return rows
 
 
-GRID_COLUMNS = ["D", "B", "implementation", "precision", "real_snippets_per_s", "ratio", "ratio_min", "ratio_max",
-                "plain_step_s", "denoise_step_s", "real_frac", "floor_frac", "kernel_share"]
+GRID_COLUMNS = ["D", "B", "implementation", "precision", "conv_algorithm", "real_snippets_per_s", "ratio", "ratio_min", "ratio_max",
+                "plain_step_s", "denoise_step_s", "real_frac", "floor_frac", "matmul_floor_frac", "kernel_share"]
 KERNEL_COLUMNS = ["runtime", "step_s", "user_s", "system_s", "kernel_share", "cpu_per_wall", "inter_op", "intra_op",
                   "applied", "error"]
 
@@ -313,6 +328,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="the reference's torch threads")
     parser.add_argument("--cpu_thread_pools", default="per_stream", choices=["per_stream", "tensorflow"],
                         help="our side's TensorFlow thread pools (d2net-fit --cpu_thread_pools)")
+    parser.add_argument("--conv_algorithms", default="direct",
+                        help="our TC convolutions, comma-separated: direct, winograd (d2net-fit --conv_algorithm)")
     parser.add_argument("--kernel", action="store_true", help="also run the kernel-time check (D=512, B=20)")
     parser.add_argument("--kernel_steps", type=int, default=40)
     parser.add_argument("--kernel_rounds", type=int, default=1)
@@ -344,13 +361,16 @@ def main():
         rows = []
         for d in (int(x) for x in args.dims.split(",")):
             for b in (int(x) for x in args.batches.split(",")):
-                rows += run_point(d, b, args.repeats, args.num_batches, peaks)
-                print(markdown_table(rows[-3:], GRID_COLUMNS), flush=True)
+                point = run_point(d, b, args.repeats, args.num_batches, peaks, tuple(args.conv_algorithms.split(",")))
+                rows += point
+                print(markdown_table(point, GRID_COLUMNS), flush=True)
         # The machine's speed drifts: the peak is the best of the start and the end of the run.
         end = {d: matmul_peak_gflops(d, sizes=(2048, 3072), repeats=3) for d in ("float32", "bfloat16")}
         for r in rows:  # floor fractions against the best peak of the run
             key = "bfloat16" if r["precision"] == "mixed_bfloat16" else "float32"
-            r["floor_frac"] *= peaks[key] / max(peaks[key], end[key])
+            for column in ("floor_frac", "matmul_floor_frac"):
+                if column in r:
+                    r[column] *= peaks[key] / max(peaks[key], end[key])
         peaks = {k: max(peaks[k], end[k]) for k in peaks}
         print(f"\nmatmul peak of this run: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} "
               f"GFLOP/s; {args.repeats} paired rounds of {args.num_batches} steps per point (half denoising)")

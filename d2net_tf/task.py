@@ -23,6 +23,7 @@ from keras import ops
 from d2net_tf import losses as L
 from d2net_tf.config import LossConfig, ModelConfig
 from d2net_tf.modeling import D2Net, build_network
+from d2net_tf.modeling.winograd import check_conv_algorithm
 
 LOSS_METRICS = ("loss", "dis", "snippet", "video", "w_fb", "w_fg", "w_bg")
 
@@ -139,10 +140,13 @@ class D2NetTask(keras.Model):
       skip_nonpositive_loss: bool, True. No optimizer update when the total loss is <= 0
         (official `if total_loss > 0`).
       evaluate_denoising: bool, True. `test_step` reports the denoising terms (Eq. 9-10).
+      conv_algorithm: str, "direct". How the TC layers convolve on packed batches, forward and
+        backward (`modeling.winograd`: "winograd", the same function with half the multiplications).
     """
 
     def __init__(self, network: D2Net, loss_config: dict | None = None, weight_decay: float = 0.0, seed: int = 0,
-                 skip_nonpositive_loss: bool = True, evaluate_denoising: bool = True, **kwargs):
+                 skip_nonpositive_loss: bool = True, evaluate_denoising: bool = True, conv_algorithm: str = "direct",
+                 **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.loss_config = dataclasses.asdict(LossConfig(**(loss_config or {})))
@@ -154,6 +158,8 @@ class D2NetTask(keras.Model):
         self.seed = int(seed)
         self.skip_nonpositive_loss = bool(skip_nonpositive_loss)
         self.evaluate_denoising = bool(evaluate_denoising)
+        check_conv_algorithm(conv_algorithm)
+        self.conv_algorithm = conv_algorithm
         self.train_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
                                            name="train_steps", dtype="int64", aggregation="only_first_replica")
         self.nonfinite_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
@@ -206,7 +212,7 @@ class D2NetTask(keras.Model):
         unpacked copy (in a traced step that copy is then never computed)."""
         outputs = self.network(batch["features"], snippet_mask=batch["mask"], training=training,
                                dropout_multiplier=batch.get("dropout_multiplier") if training else None,
-                               packed="unpack_index" in batch)
+                               packed="unpack_index" in batch, conv_algorithm=self.conv_algorithm)
         if "unpack_index" not in batch:
             return outputs, batch["mask"]
         unpacked = {k: unpack_videos(outputs[k], batch["unpack_index"], batch["video_mask"])
@@ -323,7 +329,8 @@ class D2NetTask(keras.Model):
         config = super().get_config()
         config.update(network=keras.saving.serialize_keras_object(self.network), loss_config=self.loss_config,
                       weight_decay=self.weight_decay, seed=self.seed,
-                      skip_nonpositive_loss=self.skip_nonpositive_loss, evaluate_denoising=self.evaluate_denoising)
+                      skip_nonpositive_loss=self.skip_nonpositive_loss, evaluate_denoising=self.evaluate_denoising,
+                      conv_algorithm=self.conv_algorithm)
         return config
 
     @classmethod
@@ -338,9 +345,9 @@ def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
 
 
 def build_task(model_config: ModelConfig, loss_config: LossConfig, weight_decay: float = 0.0, seed: int = 0,
-               skip_nonpositive_loss: bool = True) -> D2NetTask:
+               skip_nonpositive_loss: bool = True, conv_algorithm: str = "direct") -> D2NetTask:
     """A built D2NetTask (not compiled) around a new network from typed configs."""
     task = D2NetTask(build_network(model_config, loss_config.topk_divisor), dataclasses.asdict(loss_config),
-                     weight_decay, seed, skip_nonpositive_loss)
+                     weight_decay, seed, skip_nonpositive_loss, conv_algorithm=conv_algorithm)
     task.build((None, None, model_config.feature_dim))
     return task

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.config import RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
+from d2net_tf.config import CONV_ALGORITHMS, RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
@@ -63,6 +63,7 @@ class RunConfig:
     localization_preset: str = "official"  # official | paper
     jit_compile: bool = False
     precision: str = "float32"  # float32 | mixed_bfloat16
+    conv_algorithm: str = "direct"  # direct | winograd (the train steps' TC layers, packed batches; modeling.winograd)
     packed: bool = _OFFICIAL_RUN["packed"]  # pack a batch's videos into one sequence: no convolution on padding
     strategy: str = "default"  # default | mirrored | multi_worker | tpu (d2net_tf.distribute; per-replica packing)
     max_nonfinite_steps: int = 100
@@ -71,6 +72,11 @@ class RunConfig:
 
     def __post_init__(self):
         check_precision(self.precision)
+        if self.conv_algorithm not in CONV_ALGORITHMS:
+            raise D2NetInputError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {self.conv_algorithm!r}")
+        if self.conv_algorithm != "direct" and not self.packed:
+            raise D2NetInputError(f"conv_algorithm={self.conv_algorithm!r} runs on packed batches only: use --packed "
+                                  "(with --rezero_padding) or --conv_algorithm=direct")
 
     def wtalc_options(self) -> dict:
         """The --protocol=wtalc keyword options of `evaluation.evaluate_detections`."""
@@ -102,7 +108,8 @@ def create_model(cfg: D2NetConfig, run: RunConfig | None = None) -> D2NetTask:
                               "neighbouring videos); use --nopacked or --rezero_padding")
     wd = cfg.train.weight_decay if cfg.train.weight_decay_mode == "l2" else 0.0
     with dtype_policy(run.precision if run else "float32"):
-        model = build_task(cfg.model, cfg.loss, wd, cfg.train.seed, cfg.train.skip_nonpositive_loss)
+        model = build_task(cfg.model, cfg.loss, wd, cfg.train.seed, cfg.train.skip_nonpositive_loss,
+                           run.conv_algorithm if run else "direct")
     jit = bool(run and run.jit_compile)
     model.compile(optimizer=make_optimizer(cfg), jit_compile=jit)
     if jit and not model.jit_compile:  # Keras only warns and runs without XLA

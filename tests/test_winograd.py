@@ -1,5 +1,6 @@
 """Winograd F(m, k) convolution (`d2net_tf.modeling.winograd`): its matrices, the 'valid' convolution
-against an independent numpy sum, and the network's packed inference against the direct algorithm."""
+and its gradients against independent numpy sums, and the network's packed inference and training
+steps against the direct algorithm."""
 
 import os
 
@@ -102,20 +103,116 @@ def test_packed_inference_matches_direct(kernel, dilation, classifier):
         np.testing.assert_allclose(fast[key].numpy(), direct[key].numpy(), atol=1e-5, err_msg=key)
 
 
-def test_winograd_is_for_packed_inference_only():
+def numpy_valid_conv_gradients(x, w, up, dilation):
+    """Gradients of sum(y * up), y = numpy_valid_conv(x, w, b, dilation), float64:
+    dx[r] = sum_j up[r - j d] @ w[j]^T, dw[j] = x[j d : j d + n]^T @ up, db = sum_t up[t]."""
+    k, n = w.shape[0], up.shape[0]
+    dx = np.zeros(x.shape)
+    for j in range(k):
+        dx[j * dilation : j * dilation + n] += up @ w[j].T.astype(np.float64)
+    dw = np.stack([x[j * dilation : j * dilation + n].T.astype(np.float64) @ up for j in range(k)])
+    return dx, dw, up.sum(axis=0)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("extra", [0, 1, 5, 13])
+def test_valid_conv_gradients_equal_the_direct_sums(k, dilation, extra):
+    rng = np.random.default_rng(1000 + 100 * k + 10 * dilation + extra)
+    time = (k - 1) * dilation + 1 + extra
+    x = rng.normal(size=(time, 8)).astype(np.float32)
+    w = rng.normal(size=(k, 8, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    up = rng.normal(size=(time - (k - 1) * dilation, 5))
+    xt, wt, bt = tf.constant(x), tf.constant(w), tf.constant(b)
+    with tf.GradientTape() as tape:
+        tape.watch([xt, wt, bt])
+        loss = tf.reduce_sum(winograd_valid_conv(xt, wt, bt, dilation) * tf.constant(up, tf.float32))
+    got = tape.gradient(loss, [xt, wt, bt])
+    for name, g, ref in zip(("rows", "kernel", "bias"), got, numpy_valid_conv_gradients(x, w, up, dilation)):
+        assert g.shape == ref.shape and g.dtype == tf.float32, name
+        np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=2e-5 * np.abs(ref).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_embedding_layer_gradients_equal_the_direct_ones(residual):
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(43, 16)).astype(np.float32))
+    w = tf.constant((rng.normal(size=(3, 16, 16)) * 0.3).astype(np.float32))
+    b = tf.constant(rng.normal(size=16).astype(np.float32))
+    keep = tf.constant(rng.random((41, 1)) > 0.2)
+    up = tf.constant(rng.normal(size=(41, 16)).astype(np.float32))
+    grads = {}
+    for algorithm in ("direct", "winograd"):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w, b])
+            loss = tf.reduce_sum(valid_embedding_layer(x, w, b, keep, 1, residual, conv_algorithm=algorithm) * up)
+        grads[algorithm] = tape.gradient(loss, [x, w, b])
+    for name, fast, direct in zip(("rows", "kernel", "bias"), grads["winograd"], grads["direct"]):
+        np.testing.assert_allclose(fast.numpy(), direct.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    # dropped rows pass nothing back: an all-dropped layer has zero kernel and bias gradients
+    with tf.GradientTape() as tape:
+        tape.watch([w, b])
+        loss = tf.reduce_sum(valid_embedding_layer(x, w, b, tf.zeros_like(keep), 1, residual,
+                                                   conv_algorithm="winograd") * up)
+    assert all(not np.any(g.numpy()) for g in tape.gradient(loss, [w, b]))
+
+
+def test_training_steps_with_winograd_end_at_the_direct_weights():
+    """Three packed training steps of the task (all loss terms, denoising on) from the same start:
+    Winograd's weights equal the direct algorithm's to float32 round-off."""
+    import keras
+
+    from d2net_tf.data.pipeline import pack_videos
+    from d2net_tf.task import build_task
+
+    rng = np.random.default_rng(11)
+    videos = [rng.random((t, 16)).astype(np.float32) for t in (9, 6, 14, 8)]
+    labels = np.eye(4, dtype=np.float32)[[0, 2, 2, 3]]
+    weights, losses = {}, {}
+    for algorithm in ("direct", "winograd"):
+        keras.utils.set_random_seed(0)
+        cfg = preset("official_fixed")
+        cfg.model.feature_dim, cfg.model.num_classes, cfg.model.dropout, cfg.model.init = 16, 4, 0.0, "glorot"
+        cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
+        task = build_task(cfg.model, cfg.loss, conv_algorithm=algorithm)
+        task.x_ref.assign(np.linspace(0.2, 0.9, 8).astype("float32"))
+        task.compile(optimizer=keras.optimizers.Adam(1e-3))
+        batch = {k: tf.constant(v) for k, v in pack_videos(videos, task.network.packing_gap()).items()}
+        batch["labels"], batch["perm"] = tf.constant(labels), tf.constant([1, 2, 3, 0])
+        losses[algorithm] = [float(task.train_step(batch)["loss"]) for _ in range(3)]
+        weights[algorithm] = [v.numpy() for v in task.network.weights]
+    np.testing.assert_allclose(losses["winograd"], losses["direct"], rtol=1e-5)
+    moved = [np.abs(a - b).max() for a, b in zip(weights["direct"], weights["winograd"])]
+    assert max(moved) < 1e-5, moved
+    assert task.get_config()["conv_algorithm"] == "winograd"
+
+
+def test_winograd_is_for_packed_sequences_only():
     cfg = preset("official")
     cfg.model.feature_dim, cfg.model.num_classes = 16, 3
     network = build_network(cfg.model, cfg.loss.topk_divisor)
     x, mask = np.ones((1, 9, 16), np.float32), np.ones((1, 9), np.float32)
-    with pytest.raises(ValueError, match="inference on packed"):
-        network(x, snippet_mask=mask, packed=True, training=True, conv_algorithm="winograd")
-    with pytest.raises(ValueError, match="inference on packed"):
+    with pytest.raises(ValueError, match="packed sequences only"):
         network(x, snippet_mask=mask, conv_algorithm="winograd")
+    with pytest.raises(ValueError, match="packed sequences only"):
+        network(x, snippet_mask=mask, training=True, conv_algorithm="winograd")
     with pytest.raises(ValueError, match="conv_algorithm must be one of"):
         network(x, snippet_mask=mask, packed=True, conv_algorithm="fft")
     with pytest.raises(ValueError, match="3 to 5 taps"):
         valid_embedding_layer(tf.ones((20, 4)), tf.ones((7, 4, 4)), tf.zeros(4), tf.ones((14, 1), bool),
                               conv_algorithm="winograd")
+
+
+def test_run_config_refuses_winograd_on_padded_batches():
+    from d2net_tf.errors import D2NetInputError
+    from d2net_tf.training import RunConfig
+
+    with pytest.raises(D2NetInputError, match="packed batches only.*--packed"):
+        RunConfig(model_dir="", packed=False, conv_algorithm="winograd")
+    with pytest.raises(D2NetInputError, match="conv_algorithm must be one of"):
+        RunConfig(model_dir="", packed=True, conv_algorithm="fft")
+    assert RunConfig(model_dir="", packed=True, conv_algorithm="winograd").conv_algorithm == "winograd"
 
 
 def test_compiled_forward_rejects_winograd_where_it_does_not_apply():

@@ -18,7 +18,7 @@ from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
-from d2net_tf.cli.precision_flag import define_precision_flag
+from d2net_tf.cli.compute_flags import define_precision_flag
 from d2net_tf.errors import D2NetInputError
 
 flags.DEFINE_string("videos", None, "A video file or a folder of videos (video id = file name without extension).")

@@ -13,7 +13,7 @@ FLAGS = flags.FLAGS
 
 
 def define_extraction_flags() -> None:
-    """The extractor's flags but --precision, which each command defines (`precision_flag`): I3D's
+    """The extractor's flags but --precision, which each command defines (`compute_flags`): I3D's
     alone in d2net-extract-features, I3D's and D2-Net's in d2net-localize."""
     flags.DEFINE_string("rgb_weights", None, "RGB I3D weights (d2net-convert-i3d; BUILD.md).")
     flags.DEFINE_string("flow_weights", None, "Flow I3D weights (d2net-convert-i3d; BUILD.md).")

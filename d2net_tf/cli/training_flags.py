@@ -14,7 +14,7 @@ from absl import flags
 from d2net_tf import config as C
 from d2net_tf.config import SELECT_ON
 from d2net_tf.cli.data_flags import define_data_flags
-from d2net_tf.cli.precision_flag import define_precision_flag
+from d2net_tf.cli.compute_flags import define_conv_algorithm_flag, define_precision_flag
 
 FLAGS = flags.FLAGS
 _SKIP = {"feature_dim", "num_classes"}  # from the data
@@ -71,6 +71,7 @@ def define_training_flags() -> None:
     flags.DEFINE_enum("localization", "official", ["official", "paper"], "Post-processing preset (Sec. 3.3).")
     flags.DEFINE_boolean("jit_compile", False, "XLA-compile the train step.")
     define_precision_flag("Compute precision of the convolutions.")
+    define_conv_algorithm_flag("in the training steps (forward and backward; 'winograd' needs --packed)")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                       "tf.distribute strategy: mirrored = all local GPUs; multi_worker reads TF_CONFIG; tpu = "
                       "TPUStrategy. The global --batch_size is split across replicas (must be divisible); "
@@ -128,6 +129,7 @@ def run_config_from_flags(model_dir: str, **overrides):
         model_dir=model_dir, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         heldout_fraction=FLAGS.heldout_fraction, protocol=FLAGS.protocol,
         localization_preset=FLAGS.localization, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
+        conv_algorithm=FLAGS.conv_algorithm,
         strategy=FLAGS.strategy, max_nonfinite_steps=FLAGS.max_nonfinite_steps,
         deterministic=FLAGS.deterministic, verbose=FLAGS.progress,
     )

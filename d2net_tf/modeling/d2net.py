@@ -75,9 +75,9 @@ class D2Net(keras.Model):
         (0 or 1 / keep) to use instead of random ones, RGB half then flow half.
         `packed=True`: features [1, L, D] and snippet_mask [1, L] are one packed sequence of
         `data.pipeline.pack_videos` with gap >= `packing_gap()`; the streams then compute on its
-        rows (`TemporalConvStream._call_packed`). `conv_algorithm="winograd"` (packed inference
-        only): the TC layers by Winograd's algorithm (`modeling.winograd`), same outputs up to
-        round-off."""
+        rows (`TemporalConvStream._call_packed`). `conv_algorithm="winograd"` (packed sequences,
+        training or inference): the TC layers by Winograd's algorithm (`modeling.winograd`), same
+        outputs and gradients up to round-off."""
         half = self.mcfg.feature_dim // 2
         mask = snippet_mask
         if mask is None:

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from d2net_tf.modeling.winograd import uses_winograd, winograd_valid_conv
+from d2net_tf.modeling.winograd import uses_winograd, winograd_forward, winograd_gradients, winograd_valid_conv
 
 
 # The name scope of the hand-written gradients below (a custom gradient's ops are otherwise unscoped);
@@ -49,7 +49,8 @@ def valid_temporal_conv(rows, kernel, bias, dilation: int = 1, conv_algorithm: s
     window's gradient back to `time` rows: one padded copy of the upstream gradient, whose
     windows give the input gradient, while the kernel gradient reads the forward windows.
 
-    `conv_algorithm="winograd"` (inference only, 3 to 5 taps): `winograd.winograd_valid_conv`.
+    `conv_algorithm="winograd"` (3 to 5 taps): `winograd.winograd_valid_conv`, the same
+    convolution and its gradient with half the multiplications (F(4, 3)).
     """
     k = int(kernel.shape[0])
     if uses_winograd(conv_algorithm, k):
@@ -80,24 +81,22 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
     upstream gradient in the rows' sum, where autodiff of the centre window's slice writes it
     with a StridedSliceGrad (about 3x the time of a pad).
 
-    `conv_algorithm="winograd"` (inference only, 3 to 5 taps): the convolution by
-    `winograd.winograd_valid_conv`, without a custom gradient.
+    `conv_algorithm="winograd"` (3 to 5 taps): the convolution and its gradient by
+    `winograd.winograd_forward` / `winograd_gradients`.
     """
     k = int(kernel.shape[0])
     reach = (k - 1) // 2 * dilation
-    if uses_winograd(conv_algorithm, k):
-        n = tf.shape(rows)[0] - (k - 1) * dilation
-        out = tf.nn.leaky_relu(winograd_valid_conv(rows, kernel, bias, dilation), alpha=negative_slope)
-        if residual:
-            out = out + rows[reach : reach + n]
-        return tf.where(keep, out, tf.zeros((), out.dtype))
+    winograd = uses_winograd(conv_algorithm, k)
 
     @tf.custom_gradient
     def layer(x, w, b):
         n = tf.shape(x)[0] - (k - 1) * dilation
-        taps = tf.unstack(w, axis=0)
-        windows = _tap_windows(x, k, dilation, n)
-        pre = _tap_sum(windows, taps, b)
+        if winograd:
+            pre, saved = winograd_forward(x, w, b, dilation)
+        else:
+            taps = tf.unstack(w, axis=0)
+            windows = _tap_windows(x, k, dilation, n)
+            pre = _tap_sum(windows, taps, b)
         out = tf.nn.leaky_relu(pre, alpha=negative_slope)
         if residual:
             out = out + x[reach : reach + n]
@@ -108,6 +107,8 @@ def valid_embedding_layer(rows, kernel, bias, keep, dilation: int = 1, residual:
                 kept = tf.where(keep, upstream, tf.zeros((), upstream.dtype))
                 d_pre = tf.raw_ops.LeakyReluGrad(gradients=kept, features=pre, alpha=negative_slope)
                 extra = [tf.pad(kept, [[reach, reach], [0, 0]])] if residual else []
+                if winograd:
+                    return winograd_gradients(saved, d_pre, extra)
                 return _tap_sum_gradients(x, windows, taps, dilation, d_pre, extra)
 
         return out, grad
@@ -340,10 +341,9 @@ class TemporalConvStream(keras.layers.Layer):
         """`packed=True`: `inputs` [1, L, channels] is one packed sequence (`data.pipeline.pack_videos`,
         videos apart by at least `reach` zero snippets) with its `snippet_mask` [1, L]; see
         `_call_packed`. `conv_algorithm="winograd"`: the TC layers by `winograd.winograd_valid_conv`
-        (packed inference only)."""
-        if conv_algorithm != "direct" and (training or not packed):
-            raise ValueError(f"conv_algorithm={conv_algorithm!r} is for inference on packed sequences "
-                             f"(training={training}, packed={packed})")
+        (packed sequences only; training too)."""
+        if conv_algorithm != "direct" and not packed:
+            raise ValueError(f"conv_algorithm={conv_algorithm!r} runs on packed sequences only (packed=False)")
         if packed:
             return self._call_packed(inputs, snippet_mask, training, dropout_multiplier, conv_algorithm)
         if snippet_mask is None:

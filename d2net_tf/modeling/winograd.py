@@ -1,5 +1,5 @@
-"""Winograd (Toom-Cook) temporal convolution for inference: the TC layers' 'valid' convolution of
-one sequence with fewer multiplications.
+"""Winograd (Toom-Cook) temporal convolution: the TC layers' 'valid' convolution of one sequence,
+and its gradient, with fewer multiplications.
 
 A 'valid' k-tap convolution y[t] = sum_j x[t + j d] W[j] costs k matmuls of [n, in] x [in, out]
 when computed directly (`layers.valid_temporal_conv`). Winograd's minimal filtering algorithm
@@ -12,13 +12,15 @@ Networks", CVPR 2016):
 where (.) is a matmul per tile row. Here a = 6 always, with the interpolation points 0, +-1, 1/2,
 -2 and infinity: F(4, 3) for the 3-tap layers of THUMOS14 (2x fewer multiplications than direct),
 F(2, 5) for the 5-tap layers of ActivityNet1.2 (1.67x fewer). With dilation d every tile reads
-rows d apart, so a tile covers m * d consecutive outputs in d interleaved phases.
+rows d apart, so a tile covers m * d consecutive outputs in d interleaved phases. The gradient runs
+the same transforms backwards (`winograd_gradients`), so training saves as much as inference.
 
 A^T and B^T are exact in binary (multiples of 1/8); G (reciprocals of point products such as
 1/0.9375) is rounded once, to float32. The transforms add and subtract values larger than the
 outputs, so the results carry more round-off than the direct sum: float32 about 2x (RMS), bfloat16
-about 1.5x (benchmarks/RESULTS.md). That is why this is an inference option
-(`conv_algorithm="winograd"`), never the default and never in training.
+about 1.5x (benchmarks/RESULTS.md). That is why it is an option (`conv_algorithm="winograd"`:
+`d2net-fit`, `d2net-evaluate`, `d2net-localize`), never the default: the default computes the
+official code's direct sum.
 """
 
 from __future__ import annotations
@@ -70,9 +72,10 @@ def toom_cook_matrices(kernel_size: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return at, g, bt
 
 
-def winograd_valid_conv(rows, kernel, bias, dilation: int = 1):
+def winograd_forward(rows, kernel, bias, dilation: int = 1):
     """`layers.valid_temporal_conv(rows, kernel, bias, dilation)` by F(m, k): rows [time, in],
-    kernel [k, in, out], bias [out] -> [time - (k - 1) * dilation, out], in the rows' dtype.
+    kernel [k, in, out], bias [out] -> (y [time - (k - 1) * dilation, out] in the rows' dtype,
+    `saved`: what `winograd_gradients` needs).
 
     The tiles of every output block (m * dilation rows) are gathered as [a, blocks * dilation, in]
     (a copy of a / m times the rows, one gather), transformed by B^T as one matmul, multiplied by the a
@@ -95,12 +98,65 @@ def winograd_valid_conv(rows, kernel, bias, dilation: int = 1):
     starts = tf.reshape(tf.range(blocks)[:, None] * block + tf.range(dilation)[None, :], [-1])
     index = tf.minimum(starts[None, :] + dilation * tf.range(a)[:, None], time - 1)
     tiles = tf.gather(rows, index)
-    u = tf.matmul(tf.constant(bt, dtype), tf.reshape(tiles, [a, -1]))
+    u = tf.reshape(tf.matmul(tf.constant(bt, dtype), tf.reshape(tiles, [a, -1])), [a, -1, channels])
     w = tf.cast(tf.tensordot(tf.constant(g, tf.float32), tf.cast(kernel, tf.float32), 1), dtype)  # [a, in, out]
-    products = tf.matmul(tf.reshape(u, [a, -1, channels]), w)  # [a, blocks * dilation, out]
+    products = tf.matmul(u, w)  # [a, blocks * dilation, out]
     y = tf.matmul(tf.constant(at, dtype), tf.reshape(products, [a, -1]))  # [m, blocks * dilation * out]
     y = tf.transpose(tf.reshape(y, [m, blocks, dilation, filters]), [1, 0, 2, 3])
-    return tf.reshape(y, [-1, filters])[:n] + bias
+    saved = {"u": u, "w": w, "time": time, "n": n, "blocks": blocks, "dilation": dilation, "kernel_size": k}
+    return tf.reshape(y, [-1, filters])[:n] + bias, saved
+
+
+def winograd_gradients(saved, upstream, extra=()):
+    """Gradients (rows, kernel, bias) of `winograd_forward`'s convolution from upstream [n, out],
+    run through the same transforms backwards (Lavin & Gray Sec. 4.3): dP = A dY per tile,
+    dU = dP (G W)^T and d(G W) = U^T dP as batched matmuls of the forward's size, d kernel = G^T d(G W)
+    (float32), d tiles = B dU, and the tiles' overlap-add back onto the rows, plus the `extra`
+    tensors shaped like the rows.
+
+    Three batched matmuls of [a, blocks * dilation, .] in all: half the multiplications of the
+    direct convolution's forward and backward (`layers._tap_sum_gradients`) for F(4, 3). The
+    forward's reads past the last row (its gather clamps them) are outputs' inputs that were cut, so
+    their gradient is dropped: this is the gradient of the convolution itself.
+    """
+    u, w, dilation, blocks = saved["u"], saved["w"], saved["dilation"], saved["blocks"]
+    at, g, bt = toom_cook_matrices(saved["kernel_size"])
+    m, a = at.shape
+    dtype = upstream.dtype
+    channels, filters = int(w.shape[1]), int(w.shape[2])
+    block = m * dilation
+    # dY in the tile layout [m, blocks * dilation * out]: the forward's output reshape backwards,
+    # zero for the cut outputs past n.
+    dy = tf.pad(upstream, [[0, blocks * block - saved["n"]], [0, 0]])
+    dy = tf.transpose(tf.reshape(dy, [blocks, m, dilation, filters]), [1, 0, 2, 3])
+    d_products = tf.reshape(tf.matmul(tf.constant(at.T, dtype), tf.reshape(dy, [m, -1])), [a, -1, filters])
+    d_u = tf.matmul(d_products, w, transpose_b=True)  # [a, blocks * dilation, in]
+    d_w = tf.matmul(u, d_products, transpose_a=True)  # [a, in, out]
+    d_kernel = tf.cast(tf.tensordot(tf.constant(g.T, tf.float32), tf.cast(d_w, tf.float32), 1), dtype)
+    d_tiles = tf.reshape(tf.matmul(tf.constant(bt.T, dtype), tf.reshape(d_u, [a, -1])),
+                         [a, blocks, dilation, channels])
+    # Tile input i of block b, phase s is row (b + i // m) * block + (i % m) * dilation + s: the
+    # inputs of group q = i // m are rows of block b + q (F(4, 3): 4 of its own, 2 of the next block's).
+    groups = []
+    for q in range(0, a, m):
+        part = tf.transpose(d_tiles[q : q + m], [1, 0, 2, 3])  # [blocks, <= m, dilation, in]
+        part = tf.pad(part, [[q // m, (a - 1) // m - q // m], [0, m - min(m, a - q)], [0, 0], [0, 0]])
+        groups.append(tf.reshape(part, [-1, channels]))
+    d_rows = tf.add_n(groups)[: saved["time"]]
+    if extra:
+        d_rows = tf.add_n([d_rows, *extra])
+    return d_rows, d_kernel, tf.reduce_sum(upstream, axis=0)
+
+
+def winograd_valid_conv(rows, kernel, bias, dilation: int = 1):
+    """`winograd_forward`'s output, differentiable by `winograd_gradients`."""
+
+    @tf.custom_gradient
+    def conv(x, w, b):
+        y, saved = winograd_forward(x, w, b, dilation)
+        return y, lambda upstream: winograd_gradients(saved, upstream)
+
+    return conv(rows, kernel, bias)
 
 
 def uses_winograd(conv_algorithm: str, kernel_size: int) -> bool:
