@@ -64,6 +64,13 @@ def test_fit_missing_data_dir(env, tmp_path):
     assert_one_line_error(fit(tmp_path / "nope", tmp_path / "m"), "feature file not found")
 
 
+def test_fit_winograd_on_padded_batches(env, tmp_path):
+    model_dir = tmp_path / "m"
+    out = fit(env["data"], model_dir, "--preset=official", "--conv_algorithm=winograd")
+    assert_one_line_error(out, "conv_algorithm='winograd' runs on packed batches only: use --packed")
+    assert not model_dir.exists()
+
+
 @pytest.mark.slow
 def test_fit_truncated_feature_file(env, tmp_path):
     d = shutil.copytree(env["data"], tmp_path / "d")
