@@ -1,4 +1,4 @@
-"""Where a training step's time goes: `python -m benchmarks.profile_step [--precision P] [--feature_dim D] [--batch_size B]`.
+"""Where a training step's time goes: `python -m benchmarks.profile_step [--precision P] [--conv_algorithm A] [--feature_dim D] [--batch_size B]`.
 
 Traces a few training steps (THUMOS14-shaped packed batches, default B=10, D=2048, C=20, the same
 batches as `benchmarks.train_step`) with the TensorFlow profiler, with one inter-op thread
@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from benchmarks.common import markdown_table
 from benchmarks.train_step import make_batches, thumos_lengths
-from d2net_tf.config import preset
+from d2net_tf.config import CONV_ALGORITHMS, preset
 from d2net_tf.modeling.layers import GRADIENT_SCOPE
 from d2net_tf.training import RunConfig, create_model
 
@@ -64,13 +64,14 @@ def part_of(op: str) -> tuple[str, str]:
     return phase, "streams: element-wise (shift, bias, mask, activation, casts)"
 
 
-def profile(precision: str, steps: int = 6, feature_dim: int = 2048, batch_size: int = 10) -> tuple[list[dict], list[dict], float]:
+def profile(precision: str, steps: int = 6, feature_dim: int = 2048, batch_size: int = 10,
+            conv_algorithm: str = "direct") -> tuple[list[dict], list[dict], float]:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     cfg = preset("official_fixed")  # packed batches need rezero_padding
     cfg.model.feature_dim, cfg.model.num_classes = feature_dim, 20
     cfg.train.batch_size = batch_size
     cfg.loss.denoise_start_step, cfg.loss.denoise_every = 0, 1
-    model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True))
+    model = create_model(cfg, RunConfig(model_dir="", precision=precision, packed=True, conv_algorithm=conv_algorithm))
     batches = make_batches(thumos_lengths(), feature_dim, 3, batch_size=batch_size, packed=True,
                            gap=model.network.packing_gap())
     real = sum(b["real"] for b in batches) / len(batches)
@@ -99,12 +100,13 @@ def profile(precision: str, steps: int = 6, feature_dim: int = 2048, batch_size:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", default="mixed_bfloat16", choices=["float32", "mixed_bfloat16"])
+    parser.add_argument("--conv_algorithm", default="direct", choices=list(CONV_ALGORITHMS))
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--feature_dim", type=int, default=2048)
     parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args()
-    rows, top, _ = profile(args.precision, args.steps, args.feature_dim, args.batch_size)
-    print(f"D={args.feature_dim}, B={args.batch_size}, precision {args.precision}; op time per step (one inter-op thread: adds up to the step time)")
+    rows, top, _ = profile(args.precision, args.steps, args.feature_dim, args.batch_size, args.conv_algorithm)
+    print(f"D={args.feature_dim}, B={args.batch_size}, precision {args.precision}, {args.conv_algorithm} convolution; op time per step (one inter-op thread: adds up to the step time)")
     print(markdown_table(rows, ["phase", "kind", "ms_per_step", "share"]))
     print("\nmost expensive ops other than matmuls")
     print(markdown_table(top, ["op", "ms_per_step"]))
