@@ -17,7 +17,7 @@ DATASETS = BENCHMARK_NAMES
 SELECT_ON = ("heldout", "test", "last")  # checkpoint selection of a training run
 XREF_SOURCES = ("most_background_snippet", "background_embedding")
 PRESETS = ("official", "official_fixed", "paper")
-CONV_ALGORITHMS = ("direct", "winograd")  # inference's TC convolution (d2net_tf.modeling.winograd)
+CONV_ALGORITHMS = ("direct", "winograd")  # the TC convolution of training and inference (d2net_tf.modeling.winograd)
 
 
 @dataclasses.dataclass

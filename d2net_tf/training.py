@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from d2net_tf.config import CONV_ALGORITHMS, RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
+from d2net_tf.config import RUN_PRESETS, SELECT_ON, WTALC_OPTIONS, D2NetConfig
 from d2net_tf.data.dataset import VideoDataset
 from d2net_tf.distribute import distributed_training_dataset, is_chief, make_strategy
 from d2net_tf.errors import D2NetInputError
@@ -36,6 +36,7 @@ from d2net_tf.model_dir import (
     training_checkpoint,
 )
 from d2net_tf.optimizers import FusedAdam, FusedAdamW
+from d2net_tf.modeling.winograd import check_conv_algorithm
 from d2net_tf.precision import check_precision, dtype_policy
 from d2net_tf.task import D2NetTask, build_task
 
@@ -72,8 +73,7 @@ class RunConfig:
 
     def __post_init__(self):
         check_precision(self.precision)
-        if self.conv_algorithm not in CONV_ALGORITHMS:
-            raise D2NetInputError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {self.conv_algorithm!r}")
+        check_conv_algorithm(self.conv_algorithm)
         if self.conv_algorithm != "direct" and not self.packed:
             raise D2NetInputError(f"conv_algorithm={self.conv_algorithm!r} runs on packed batches only: use --packed "
                                   "(with --rezero_padding) or --conv_algorithm=direct")

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from d2net_tf.config import CONV_ALGORITHMS
+from d2net_tf.errors import D2NetInputError
 
 TILE = 6  # inputs per tile, a = m + k - 1
 # The finite interpolation points (and infinity). 1/2 and -2 instead of the usual +-2: 12% less
@@ -172,8 +173,9 @@ def uses_winograd(conv_algorithm: str, kernel_size: int) -> bool:
 
 
 def check_conv_algorithm(conv_algorithm: str) -> None:
+    """D2NetInputError (a ValueError) naming the field unless `conv_algorithm` is one of CONV_ALGORITHMS."""
     if conv_algorithm not in CONV_ALGORITHMS:
-        raise ValueError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {conv_algorithm!r}")
+        raise D2NetInputError(f"conv_algorithm must be one of {CONV_ALGORITHMS}, got {conv_algorithm!r}")
 
 
 def multiplications_per_output(kernel_size: int) -> float:
