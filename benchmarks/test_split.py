@@ -44,7 +44,7 @@ from d2net_tf.localization import localize_videos
 from d2net_tf.localization import localization_config
 from d2net_tf.model_dir import read_model_dir, restore_network
 from d2net_tf.modeling import build_network
-from d2net_tf.modeling.winograd import multiplications_per_output
+from d2net_tf.modeling.winograd import matmul_taps
 from d2net_tf.precision import dtype_policy
 
 OFFICIAL_TOTAL_S = 22.8
@@ -106,8 +106,7 @@ def run(test, cfg, loc, weights: list, repeats: int = 3, precision: str = "float
     giga_snippets_per_s = lengths.sum() / rows[0]["median_s"] / 1e9
     dim = cfg.model.feature_dim
     gflops = conv_flops_per_snippet(dim, cfg.model.num_classes) * giga_snippets_per_s
-    k = cfg.model.kernel_size
-    taps = multiplications_per_output(k) if conv_algorithm == "winograd" else k
+    taps = matmul_taps(conv_algorithm, cfg.model.kernel_size)
     matmul_gflops = conv_flops_per_snippet(dim, cfg.model.num_classes, kernel=taps) * giga_snippets_per_s
     rows[0].update(gflops=gflops, peak_gflops=peak, floor_frac=gflops / peak,
                    matmul_floor_frac=matmul_gflops / peak)

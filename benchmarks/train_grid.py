@@ -181,7 +181,8 @@ def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int,
               conv_algorithms: tuple[str, ...] = ("direct",)) -> list[dict]:
     """One grid point: paired rounds of reference / each of our (precision, conv_algorithm) passes."""
     from benchmarks.common import train_flops_per_snippet
-    from d2net_tf.modeling.winograd import multiplications_per_output
+    from d2net_tf.config import preset
+    from d2net_tf.modeling.winograd import matmul_taps
 
     variants = [(p, a) for p in PRECISIONS for a in conv_algorithms]
     ref = ReferenceStep(feature_dim, batch_size, num_batches)
@@ -202,10 +203,11 @@ def run_point(feature_dim: int, batch_size: int, repeats: int, num_batches: int,
     real = ours[variants[0]].real
     if ref.real != real:
         raise AssertionError(f"reference and ours saw different videos ({ref.real} vs {real} real snippets)")
-    flops = train_flops_per_snippet(feature_dim, NUM_CLASSES) * real  # per pass (direct convolution)
-    # Winograd's own floor: the matmul FLOPs it runs (F(4, 3): 1.5 matmul rows per output, not 3)
-    matmul_flops = {a: train_flops_per_snippet(feature_dim, NUM_CLASSES, kernel=multiplications_per_output(3)
-                                               if a == "winograd" else 3) * real for a in conv_algorithms}
+    k = preset("official_fixed").model.kernel_size  # OurStep's preset
+    flops = train_flops_per_snippet(feature_dim, NUM_CLASSES, kernel=k) * real  # per pass (direct convolution)
+    # each algorithm's own floor: the matmul FLOPs it runs (F(4, 3): 1.5 matmul rows per output, not 3)
+    matmul_flops = {a: train_flops_per_snippet(feature_dim, NUM_CLASSES, kernel=matmul_taps(a, k)) * real
+                    for a in conv_algorithms}
     ref_t = np.array([sum(s for s, _ in p) for p in passes["reference"]])
     rows = []
     plain, denoise = _kind_medians([s for p in passes["reference"] for s in p])

@@ -14,6 +14,7 @@ from d2net_tf.config import preset
 from d2net_tf.modeling import build_network
 from d2net_tf.modeling.layers import valid_embedding_layer
 from d2net_tf.modeling.winograd import (
+    matmul_taps,
     multiplications_per_output,
     toom_cook_matrices,
     winograd_valid_conv,
@@ -45,6 +46,14 @@ def test_matrices_compute_m_outputs_of_a_k_tap_filter_exactly(k, m):
 def test_multiplications_per_output():
     assert multiplications_per_output(3) == 1.5  # F(4, 3): 6 matmul rows per 4 outputs, direct 3
     assert multiplications_per_output(5) == 3.0  # F(2, 5): direct 5
+
+
+def test_matmul_taps_of_each_algorithm():
+    assert matmul_taps("direct", 3) == 3 and matmul_taps("direct", 5) == 5
+    assert matmul_taps("winograd", 3) == 1.5 and matmul_taps("winograd", 5) == 3.0
+    assert matmul_taps("winograd", 1) == 1  # a 1-tap layer is one matmul either way
+    with pytest.raises(ValueError, match="conv_algorithm must be one of"):
+        matmul_taps("fft", 3)
 
 
 @pytest.mark.parametrize("k", [3, 5])

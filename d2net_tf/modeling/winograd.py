@@ -181,3 +181,10 @@ def check_conv_algorithm(conv_algorithm: str) -> None:
 def multiplications_per_output(kernel_size: int) -> float:
     """Matmul rows per output row of F(m, k): a / m (direct: k)."""
     return TILE / (TILE - kernel_size + 1)
+
+
+def matmul_taps(conv_algorithm: str, kernel_size: int) -> float:
+    """Matmul rows per output row of a `kernel_size`-tap layer convolved by `conv_algorithm`: k
+    direct (and for 1-tap layers), `multiplications_per_output(k)` by Winograd. The `kernel`
+    argument of the benchmarks' FLOP counts for the matmuls an algorithm runs."""
+    return multiplications_per_output(kernel_size) if uses_winograd(conv_algorithm, kernel_size) else kernel_size
