@@ -167,6 +167,40 @@ def test_embedding_layer_gradients_equal_the_direct_ones(residual):
     assert all(not np.any(g.numpy()) for g in tape.gradient(loss, [w, b]))
 
 
+def bfloat16_representable(values) -> bool:
+    """Whether every float32 value is a bfloat16 value (the low 16 bits of its pattern are zero)."""
+    return not np.any(np.asarray(values, np.float32).view(np.uint32) & 0xFFFF)
+
+
+def test_mixed_precision_winograd_reads_the_float32_kernel():
+    """Under mixed_bfloat16 Winograd transforms the float32 kernel variable and returns its
+    gradient in float32; the direct tap sum multiplies by the bfloat16 kernel, so its kernel
+    gradient is a bfloat16 value cast back."""
+    from d2net_tf.modeling import TemporalConv
+    from d2net_tf.precision import dtype_policy
+
+    rng = np.random.default_rng(9)
+    with dtype_policy("mixed_bfloat16"):
+        conv = TemporalConv(8, 3, kernel_initializer="glorot_uniform")
+        conv.build((None, 16))
+    x = tf.constant(rng.normal(size=(30, 16)), tf.bfloat16)
+    up = tf.constant(rng.normal(size=(28, 8)), tf.float32)
+    kernel, _ = conv.compute_weights("winograd")
+    assert kernel.dtype == tf.float32 and conv.compute_weights("direct")[0].dtype == tf.bfloat16
+    grads = {}
+    for algorithm in ("direct", "winograd"):
+        with tf.GradientTape() as tape:
+            y = conv(x, padding="valid", conv_algorithm=algorithm)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * up)
+        assert y.dtype == tf.bfloat16
+        grads[algorithm] = tape.gradient(loss, conv.kernel)
+        assert grads[algorithm].dtype == tf.float32
+    assert bfloat16_representable(grads["direct"])
+    assert not bfloat16_representable(grads["winograd"])
+    np.testing.assert_allclose(grads["winograd"].numpy(), grads["direct"].numpy(), rtol=0.05,
+                               atol=0.02 * np.abs(grads["direct"].numpy()).max())
+
+
 def test_training_steps_with_winograd_end_at_the_direct_weights():
     """Three packed training steps of the task (all loss terms, denoising on) from the same start:
     Winograd's weights equal the direct algorithm's to float32 round-off."""

@@ -158,8 +158,10 @@ class TemporalConv(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
+        # autocast=False: the kernel is read in its own dtype (float32) and cast where it is used
+        # (`compute_weights`), so that Winograd can transform the float32 kernel itself.
         self.kernel = self.add_weight(name="kernel", shape=(self.kernel_size, input_shape[-1], self.filters),
-                                      initializer=self.kernel_initializer)
+                                      initializer=self.kernel_initializer, autocast=False)
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
         self.built = True
 
@@ -168,13 +170,20 @@ class TemporalConv(keras.layers.Layer):
         """Input snippets on each side of an output snippet: the 'same' padding."""
         return (self.kernel_size - 1) // 2 * self.dilation_rate
 
-    def compute_weights(self):
-        """(kernel, bias) in the compute dtype (their gradients reach the variables)."""
-        return ops.cast(self.kernel, self.compute_dtype), ops.cast(self.bias, self.compute_dtype)
+    def compute_weights(self, conv_algorithm: str = "direct"):
+        """(kernel, bias) as a convolution by `conv_algorithm` takes them (their gradients reach the
+        variables): the bias in the compute dtype; the kernel in the compute dtype for the direct tap
+        sum, and as the float32 variable for Winograd, whose kernel transform runs in float32 and casts
+        once (under mixed_bfloat16: no bfloat16 rounding before the transform, and no kernel-sized
+        casts to bfloat16 and back in the forward and in the gradient)."""
+        winograd = uses_winograd(conv_algorithm, self.kernel_size)
+        kernel = tf.convert_to_tensor(self.kernel) if winograd else ops.cast(self.kernel, self.compute_dtype)
+        return kernel, ops.cast(self.bias, self.compute_dtype)
 
     def call(self, inputs, padding="same", conv_algorithm="direct"):
         if padding == "valid":
-            return valid_temporal_conv(inputs, *self.compute_weights(), self.dilation_rate, conv_algorithm)
+            return valid_temporal_conv(inputs, *self.compute_weights(conv_algorithm), self.dilation_rate,
+                                       conv_algorithm)
         if conv_algorithm != "direct":
             raise ValueError(f"conv_algorithm={conv_algorithm!r} runs 'valid' convolutions (packed rows) only")
         if padding != "same":
@@ -183,7 +192,8 @@ class TemporalConv(keras.layers.Layer):
         time = ops.shape(inputs)[1]
         # One read (and, under mixed precision, one cast) of the kernel, split by unstack: its
         # gradient is one stack, where kernel[j] costs a kernel-sized scatter per tap.
-        taps = ops.unstack(self.kernel, axis=0)
+        kernel, bias = self.compute_weights()
+        taps = ops.unstack(kernel, axis=0)
         out = None
         for j in range(self.kernel_size):
             z = ops.matmul(inputs, taps[j])  # [batch, time, filters]
@@ -192,7 +202,7 @@ class TemporalConv(keras.layers.Layer):
                 z = ops.pad(z, [[0, 0], [reach, reach], [0, 0]])
                 z = ops.slice(z, [0, reach + offset, 0], [ops.shape(z)[0], time, self.filters])
             out = z if out is None else out + z
-        return out + self.bias
+        return out + bias
 
     def get_config(self):
         config = super().get_config()
@@ -394,7 +404,7 @@ class TemporalConvStream(keras.layers.Layer):
         h, offset = ops.where(valid[:, None], rows, ops.zeros((), dtype)), 0
         for conv in convs[:2]:
             offset += conv.reach
-            h = valid_embedding_layer(h, *conv.compute_weights(), valid[offset : total - offset, None],
+            h = valid_embedding_layer(h, *conv.compute_weights(conv_algorithm), valid[offset : total - offset, None],
                                       conv.dilation_rate, self.residual, conv_algorithm=conv_algorithm)
         multiplier = None
         if dropout_multiplier is not None and training:

@@ -75,8 +75,9 @@ def toom_cook_matrices(kernel_size: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def winograd_forward(rows, kernel, bias, dilation: int = 1):
     """`layers.valid_temporal_conv(rows, kernel, bias, dilation)` by F(m, k): rows [time, in],
-    kernel [k, in, out], bias [out] -> (y [time - (k - 1) * dilation, out] in the rows' dtype,
-    `saved`: what `winograd_gradients` needs).
+    kernel [k, in, out] (any float dtype: float32 saves a rounding and two casts under mixed
+    precision, `TemporalConv.compute_weights`), bias [out] in the rows' dtype ->
+    (y [time - (k - 1) * dilation, out] in the rows' dtype, `saved`: what `winograd_gradients` needs).
 
     The tiles of every output block (m * dilation rows) are gathered as [a, blocks * dilation, in]
     (a copy of a / m times the rows, one gather), transformed by B^T as one matmul, multiplied by the a
@@ -104,7 +105,8 @@ def winograd_forward(rows, kernel, bias, dilation: int = 1):
     products = tf.matmul(u, w)  # [a, blocks * dilation, out]
     y = tf.matmul(tf.constant(at, dtype), tf.reshape(products, [a, -1]))  # [m, blocks * dilation * out]
     y = tf.transpose(tf.reshape(y, [m, blocks, dilation, filters]), [1, 0, 2, 3])
-    saved = {"u": u, "w": w, "time": time, "n": n, "blocks": blocks, "dilation": dilation, "kernel_size": k}
+    saved = {"u": u, "w": w, "time": time, "n": n, "blocks": blocks, "dilation": dilation, "kernel_size": k,
+             "kernel_dtype": kernel.dtype}
     return tf.reshape(y, [-1, filters])[:n] + bias, saved
 
 
@@ -112,8 +114,8 @@ def winograd_gradients(saved, upstream, extra=()):
     """Gradients (rows, kernel, bias) of `winograd_forward`'s convolution from upstream [n, out],
     run through the same transforms backwards (Lavin & Gray Sec. 4.3): dP = A dY per tile,
     dU = dP (G W)^T and d(G W) = U^T dP as batched matmuls of the forward's size, d kernel = G^T d(G W)
-    (float32), d tiles = B dU, and the tiles' overlap-add back onto the rows, plus the `extra`
-    tensors shaped like the rows.
+    (float32, returned in the forward kernel's dtype), d tiles = B dU, and the tiles' overlap-add back
+    onto the rows, plus the `extra` tensors shaped like the rows.
 
     Three batched matmuls of [a, blocks * dilation, .] in all: half the multiplications of the
     direct convolution's forward and backward (`layers._tap_sum_gradients`) for F(4, 3). The
@@ -133,7 +135,7 @@ def winograd_gradients(saved, upstream, extra=()):
     d_products = tf.reshape(tf.matmul(tf.constant(at.T, dtype), tf.reshape(dy, [m, -1])), [a, -1, filters])
     d_u = tf.matmul(d_products, w, transpose_b=True)  # [a, blocks * dilation, in]
     d_w = tf.matmul(u, d_products, transpose_a=True)  # [a, in, out]
-    d_kernel = tf.cast(tf.tensordot(tf.constant(g.T, tf.float32), tf.cast(d_w, tf.float32), 1), dtype)
+    d_kernel = tf.cast(tf.tensordot(tf.constant(g.T, tf.float32), tf.cast(d_w, tf.float32), 1), saved["kernel_dtype"])
     d_tiles = tf.reshape(tf.matmul(tf.constant(bt.T, dtype), tf.reshape(d_u, [a, -1])),
                          [a, blocks, dilation, channels])
     # Tile input i of block b, phase s is row (b + i // m) * block + (i % m) * dilation + s: the
