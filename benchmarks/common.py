@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from d2net_tf.cpu_runtime import cpu_description
+
 
 def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median / min / max seconds of `fn()` over `repeats` calls after `warmup` calls."""
@@ -60,25 +62,6 @@ def matmul_peak_gflops(dtype: str = "float32", sizes: tuple[int, ...] = (2048, 3
         t = time_calls(lambda: [c.numpy() for c in mm()], repeats)
         best = max(best, concurrent * 2 * n**3 / t["min_s"] / 1e9)
     return best
-
-
-# CPU flags (Linux /proc/cpuinfo names) that decide the bfloat16 matmul peak: with AMX tiles it is
-# several times the float32 peak; with AVX-512 BF16 alone, well under 2x (benchmarks/RESULTS.md).
-MATRIX_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
-
-
-def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
-    """(CPU model name, the `MATRIX_FLAGS` it has) from `cpuinfo`; ("", []) where it is unreadable."""
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        return "", []
-    first_cpu = text.split("\n\n", 1)[0]
-    pairs = (line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in pairs}
-    flags = set(fields.get("flags", "").split())
-    return fields.get("model name", ""), [f for f in MATRIX_FLAGS if f in flags]
 
 
 def machine_header() -> str:

@@ -25,6 +25,10 @@ other process that trains. It does up to two things:
    the C library has no mallopt (not glibc).
 
 Returns what was applied, so the job can log it.
+
+It also tells what the CPU's matrix units make of `--precision=mixed_bfloat16` (`cpu_description`,
+`bfloat16_notice`): on a CPU without bfloat16 matrix instructions oneDNN converts bfloat16 to
+float32 around float32 kernels, so bfloat16 computes no faster than float32 and only rounds more.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 THREAD_POOLS = ("per_stream", "tensorflow")
+# CPU flags (Linux /proc/cpuinfo names) that decide the bfloat16 matmul peak: with AMX tiles it is
+# several times the float32 peak; with AVX-512 BF16 alone, well under 2x; with neither, below the
+# float32 peak (benchmarks/RESULTS.md).
+MATRIX_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
+BFLOAT16_MATMUL_FLAGS = ("amx_bf16", "avx512_bf16")  # bfloat16 products in hardware
 STREAMS = 2  # D2Net's RGB and flow streams: the step's independent chains of ops
 
 
@@ -82,3 +91,30 @@ def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False
         except RuntimeError:  # the TensorFlow runtime is already initialised
             applied["thread_pools"] = "unchanged (TensorFlow already initialised)"
     return applied
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+    """(CPU model name, the `MATRIX_FLAGS` it has) from `cpuinfo`; ("", []) where it is unreadable."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return "", []
+    first_cpu = text.split("\n\n", 1)[0]
+    pairs = (line.split(":", 1) for line in first_cpu.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
+    flags = set(fields.get("flags", "").split())
+    return fields.get("model name", ""), [f for f in MATRIX_FLAGS if f in flags]
+
+
+def bfloat16_notice(precision: str, gpus: int, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """One line for a command's log when `precision` is mixed_bfloat16, no GPU is visible (`gpus`)
+    and the CPU (`cpuinfo`, readable) has none of `BFLOAT16_MATMUL_FLAGS`; "" otherwise."""
+    if precision != "mixed_bfloat16" or gpus:
+        return ""
+    model, flags = cpu_description(cpuinfo)
+    if not model or any(f in flags for f in BFLOAT16_MATMUL_FLAGS):
+        return ""
+    return (f"note: --precision=mixed_bfloat16 on {model}, a CPU without bfloat16 matrix instructions "
+            f"({' / '.join(BFLOAT16_MATMUL_FLAGS)}): bfloat16 computes no faster than float32 here, and rounds more "
+            "(BUILD.md)")

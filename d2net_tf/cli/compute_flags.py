@@ -20,3 +20,14 @@ def define_conv_algorithm_flag(use: str) -> None:
                       f"How the TC layers convolve {use}: 'direct' (one matmul per tap) or 'winograd' (Winograd "
                       "F(4,3) / F(2,5): 2x / 1.67x fewer multiplications, about 2x the round-off; "
                       "d2net_tf/modeling/winograd.py, README 'Kernels, not formulas').")
+
+
+def print_precision_notice() -> None:
+    """Prints `cpu_runtime.bfloat16_notice` for the command's --precision (when there is one)."""
+    import tensorflow as tf
+
+    from d2net_tf.cpu_runtime import bfloat16_notice
+
+    notice = bfloat16_notice(flags.FLAGS.precision, len(tf.config.list_physical_devices("GPU")))
+    if notice:
+        print(notice)

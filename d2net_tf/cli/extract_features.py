@@ -18,7 +18,7 @@ from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
-from d2net_tf.cli.compute_flags import define_precision_flag
+from d2net_tf.cli.compute_flags import define_precision_flag, print_precision_notice
 from d2net_tf.errors import D2NetInputError
 
 flags.DEFINE_string("videos", None, "A video file or a folder of videos (video id = file name without extension).")
@@ -39,6 +39,7 @@ def main(argv):
     from d2net_tf.features.video import list_videos
 
     videos = list_videos(FLAGS.videos)
+    print_precision_notice()
     store = FeatureStore(FLAGS.out, FLAGS.subset)
     todo = [(vid, path) for vid, path in videos if not store.done(vid)]
     if len(todo) < len(videos):
