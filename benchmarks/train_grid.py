@@ -11,8 +11,9 @@ multiplier (one pre-drawn 0.7 mask per batch, as the transcription takes it; no 
 step, again in the baseline's favour); its pairing permutation pi is drawn per step.
 
 Ours: `D2Net.train_step` (preset official_fixed, packed batches: no convolution on padding),
-float32 and mixed_bfloat16, traced once per batch shape, with the thread pools `d2net-fit` sets
-(`--cpu_thread_pools`, default per_stream: `d2net_tf.cpu_runtime.configure_cpu_runtime`).
+float32 and mixed_bfloat16, traced once per batch shape, with the thread pools and CPU allocator
+`d2net-fit` sets (`--cpu_thread_pools`, default per_stream; `--cpu_allocator`, default bfc:
+`d2net_tf.cpu_runtime.configure_cpu_runtime`).
 
 Both sides see the same videos: `num_batches` batches of B videos drawn from the real
 THUMOS14 training-split lengths, cropped to 750 snippets (`benchmarks.train_step.make_batches`),
@@ -32,8 +33,9 @@ share of our process's CPU time during our timed passes (`os.times()`).
 the multiplications for the 3-tap layers) can pass 1; matmul_floor_frac counts the matmuls each runs.
 
 `--kernel` also runs the kernel-time check (`kernel_time`: how much CPU time goes to the kernel): `model.fit` on the
-in-memory tf.data pipeline at D=512, B=20, in a subprocess per runtime setting (TensorFlow's
-defaults vs `d2net_tf.cpu_runtime.configure_cpu_runtime`), user vs system CPU time.
+in-memory tf.data pipeline at D=512, B=20, in a subprocess per runtime setting (`KERNEL_SETTINGS`:
+TensorFlow's defaults, d2net-fit's thread pools with TensorFlow's allocator, d2net-fit's defaults
+of `d2net_tf.cpu_runtime.configure_cpu_runtime`), user vs system CPU time and minor page faults.
 Needs `torch` (`pip install torch==2.13.0`).
 """
 
@@ -50,6 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from d2net_tf.cpu_runtime import ALLOCATORS, BFC_ENV
 from d2net_tf.precision import PRECISIONS
 
 NUM_CLASSES = 20
@@ -255,14 +258,19 @@ def goals(rows: list[dict]) -> list[str]:
 # ----------------------------------------------------------------------------- kernel time
 
 
-def _kernel_worker(configure: bool, steps: int, feature_dim: int = 512, batch_size: int = 20) -> dict:
-    """model.fit on the in-memory pipeline (as train_and_evaluate runs it); CPU times of the process."""
-    if configure:
-        from d2net_tf.cpu_runtime import configure_cpu_runtime
+# The kernel-time check's runtime settings (thread pools, allocator), each in its own process:
+# TensorFlow's defaults, d2net-fit's thread pools alone, and d2net-fit's defaults.
+KERNEL_SETTINGS = (("tensorflow", "tensorflow"), ("per_stream", "tensorflow"), ("per_stream", "bfc"))
 
-        applied = configure_cpu_runtime()
-    else:
-        applied = {}
+
+def _kernel_worker(thread_pools: str, allocator: str, steps: int, feature_dim: int = 512, batch_size: int = 20) -> dict:
+    """model.fit on the in-memory pipeline (as train_and_evaluate runs it) with
+    `configure_cpu_runtime(thread_pools, allocator=allocator)`; CPU times and page faults of the process."""
+    import resource
+
+    from d2net_tf.cpu_runtime import bfc_allocator_active, configure_cpu_runtime
+
+    applied = configure_cpu_runtime(thread_pools, allocator=allocator)
     import tensorflow as tf
 
     from benchmarks.train_step import thumos_lengths
@@ -286,12 +294,13 @@ def _kernel_worker(configure: bool, steps: int, feature_dim: int = 512, batch_si
     model = create_model(cfg, RunConfig(model_dir=""))
     data = training_dataset(ds, batch_size, cfg.train.max_seqlen, 0, 0, None, cfg.train.batch_sampling)
     model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace, warm up
-    t0, w0 = os.times(), time.perf_counter()
+    t0, w0, f0 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    t1, w1 = os.times(), time.perf_counter()
+    t1, w1, f1 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     user, system = t1.user - t0.user, t1.system - t0.system
-    return {"runtime": "configure_cpu_runtime()" if configure else "TensorFlow defaults",
+    return {"runtime": f"thread pools {thread_pools}, allocator {allocator}",
             "applied": json.dumps(applied, sort_keys=True) if applied else "",
+            "bfc_active": bfc_allocator_active(), "page_faults_per_step": (f1 - f0) / steps,
             "step_s": (w1 - w0) / steps, "user_s": user, "system_s": system,
             "kernel_share": system / max(user + system, 1e-9), "cpu_per_wall": (user + system) / (w1 - w0),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
@@ -299,16 +308,19 @@ def _kernel_worker(configure: bool, steps: int, feature_dim: int = 512, batch_si
 
 
 def kernel_time(steps: int = 40, rounds: int = 1) -> list[dict]:
-    """Each runtime setting in its own subprocess (thread pools are fixed at TF start-up), alternated."""
+    """Each of KERNEL_SETTINGS in its own subprocess (thread pools and allocator are fixed at TF
+    start-up), alternated."""
     rows = []
+    env = {k: v for k, v in os.environ.items() if k != BFC_ENV}  # each setting chooses its allocator
     for _ in range(rounds):
-        for configure in (False, True):
+        for thread_pools, allocator in KERNEL_SETTINGS:
             proc = subprocess.run([sys.executable, "-m", "benchmarks.train_grid", "--kernel_worker",
-                                   "--configure" if configure else "--no-configure", "--kernel_steps", str(steps)],
-                                  capture_output=True, text=True, timeout=3600)
+                                   "--cpu_thread_pools", thread_pools, "--cpu_allocator", allocator,
+                                   "--kernel_steps", str(steps)],
+                                  capture_output=True, text=True, timeout=3600, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("KERNEL ")]
             if proc.returncode or not lines:
-                rows.append({"runtime": "configured" if configure else "defaults",
+                rows.append({"runtime": f"thread pools {thread_pools}, allocator {allocator}",
                              "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:100]})
                 continue
             rows.append(json.loads(lines[-1][len("KERNEL "):]))
@@ -317,8 +329,8 @@ def kernel_time(steps: int = 40, rounds: int = 1) -> list[dict]:
 
 GRID_COLUMNS = ["D", "B", "implementation", "precision", "conv_algorithm", "real_snippets_per_s", "ratio", "ratio_min", "ratio_max",
                 "plain_step_s", "denoise_step_s", "real_frac", "floor_frac", "matmul_floor_frac", "kernel_share"]
-KERNEL_COLUMNS = ["runtime", "step_s", "user_s", "system_s", "kernel_share", "cpu_per_wall", "inter_op", "intra_op",
-                  "applied", "error"]
+KERNEL_COLUMNS = ["runtime", "step_s", "user_s", "system_s", "kernel_share", "page_faults_per_step", "cpu_per_wall",
+                  "inter_op", "intra_op", "bfc_active", "applied", "error"]
 
 
 def main():
@@ -330,6 +342,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="the reference's torch threads")
     parser.add_argument("--cpu_thread_pools", default="per_stream", choices=["per_stream", "tensorflow"],
                         help="our side's TensorFlow thread pools (d2net-fit --cpu_thread_pools)")
+    parser.add_argument("--cpu_allocator", default="bfc", choices=list(ALLOCATORS),
+                        help="our side's TensorFlow CPU allocator (d2net-fit --cpu_allocator)")
     parser.add_argument("--conv_algorithms", default="direct",
                         help="our TC convolutions, comma-separated: direct, winograd (d2net-fit --conv_algorithm)")
     parser.add_argument("--kernel", action="store_true", help="also run the kernel-time check (D=512, B=20)")
@@ -338,7 +352,6 @@ def main():
     parser.add_argument("--nogrid", action="store_true", help="skip the grid (with --kernel)")
     parser.add_argument("--serve_reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kernel_worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--configure", action=argparse.BooleanOptionalAction, default=False, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.num_batches < 2 or args.num_batches % 2:
         parser.error("--num_batches must be even and >= 2 (half of the steps are denoising steps)")
@@ -346,16 +359,18 @@ def main():
         serve_reference(int(args.dims), int(args.batches), args.num_batches, args.threads)
         return
     if args.kernel_worker:
-        print("KERNEL " + json.dumps(_kernel_worker(args.configure, args.kernel_steps)), flush=True)
+        print("KERNEL " + json.dumps(_kernel_worker(args.cpu_thread_pools, args.cpu_allocator, args.kernel_steps)),
+              flush=True)
         return
 
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
-    applied = configure_cpu_runtime(args.cpu_thread_pools)  # as d2net-fit: before TensorFlow's first op
+    applied = configure_cpu_runtime(args.cpu_thread_pools, allocator=args.cpu_allocator)  # as d2net-fit: before TF's first op
     from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops
 
     print(machine_header())
-    print(f"our thread pools: {args.cpu_thread_pools} {json.dumps(applied, sort_keys=True)}")
+    print(f"our CPU runtime: thread pools {args.cpu_thread_pools}, allocator {args.cpu_allocator} "
+          f"{json.dumps(applied, sort_keys=True)}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     if not args.nogrid:

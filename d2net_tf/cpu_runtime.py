@@ -1,8 +1,22 @@
-"""CPU runtime settings of a training job: TensorFlow's thread pools, and glibc's allocator thresholds.
+"""CPU runtime settings of a training job: TensorFlow's CPU allocator and thread pools, and glibc's
+allocator thresholds.
 
-`configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_thread_pools`,
-default `per_stream`; BUILD.md, "Thread pools"). Call it before TensorFlow's first op in any
-other process that trains. It does up to two things:
+`configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_allocator`, default
+`bfc`, and `--cpu_thread_pools`, default `per_stream`; BUILD.md, "Thread pools"). Call it before
+TensorFlow's first op in any other process that trains. It does up to three things:
+
+0. The CPU allocator, `allocator="bfc"` (the default): TensorFlow's best-fit-with-coalescing
+   pool (`TF_CPU_ALLOCATOR_USE_BFC=true`, read once, when TensorFlow makes its CPU allocator
+   at its first op), instead of its default allocator, which takes every tensor from malloc and
+   gives it back. A training step allocates and frees many activation-sized buffers (15 MB each
+   at D=512, B=20, T=750); glibc serves them from fresh mmap-ed pages in TensorFlow's worker
+   threads, and the kernel zero-fills each page on its first touch: 40% of the training
+   process's CPU time was kernel time on a 2-core AMD EPYC (AVX2) with a Linux 6.18 guest,
+   1.6x the step time (benchmarks/RESULTS.md, "Kernel time"). The pool keeps the buffers, so
+   the pages are faulted once. It grows as needed (TensorFlow's default limit 64 GB,
+   `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and does not give memory back to the system before the process
+   ends. A `TF_CPU_ALLOCATOR_USE_BFC` already in the environment is the user's choice and is
+   left as it is. `allocator="tensorflow"` leaves TensorFlow's default.
 
 1. Thread pools, `thread_pools="per_stream"` (the default): 2 inter-op threads and
    max(1, cores // 2) intra-op threads. D2-Net's RGB and flow streams are two independent
@@ -42,6 +56,8 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 THREAD_POOLS = ("per_stream", "tensorflow")
+ALLOCATORS = ("bfc", "tensorflow")
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # read by TensorFlow when it makes its CPU allocator
 # CPU flags (Linux /proc/cpuinfo names) that decide the bfloat16 matmul peak: with AMX tiles it is
 # several times the float32 peak; with AVX-512 BF16 alone, well under 2x; with neither, below the
 # float32 peak (benchmarks/RESULTS.md).
@@ -72,14 +88,43 @@ def per_stream_thread_pools(cores: int | None = None) -> tuple[int, int]:
     return STREAMS, max(1, cores // STREAMS)
 
 
-def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False) -> dict:
-    """Applies a training job's CPU settings (see the module docstring); returns what was applied:
-    {"inter_op_threads", "intra_op_threads": n or the reason it was not, "malloc_thresholds": bool}."""
-    if thread_pools not in THREAD_POOLS:
-        raise ValueError(f"thread_pools must be one of {THREAD_POOLS}, got {thread_pools!r}")
+def use_bfc_allocator() -> str:
+    """Asks TensorFlow for its BFC CPU allocator (module docstring, 0.) unless the environment
+    already says which; returns what holds: "bfc", or the environment's "TF_CPU_ALLOCATOR_USE_BFC=..."."""
+    if BFC_ENV in os.environ:
+        return f"{BFC_ENV}={os.environ[BFC_ENV]} (from the environment)"
+    os.environ[BFC_ENV] = "true"
+    return "bfc"
+
+
+def bfc_allocator_active() -> bool:
+    """Whether TensorFlow's CPU allocator is the BFC pool (it alone keeps statistics). Starts
+    TensorFlow's runtime: call it after `configure_cpu_runtime`."""
     import tensorflow as tf
 
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:  # "Allocator stats not available": TensorFlow's default allocator
+        return False
+    return True
+
+
+def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False, allocator: str = "bfc") -> dict:
+    """Applies a training job's CPU settings (see the module docstring); returns what was applied:
+    {"cpu_allocator": `use_bfc_allocator`'s answer, "inter_op_threads", "intra_op_threads": n or
+    the reason it was not, "malloc_thresholds": bool}. The allocator and the thread pools take
+    effect only before TensorFlow's first op."""
+    if thread_pools not in THREAD_POOLS:
+        raise ValueError(f"thread_pools must be one of {THREAD_POOLS}, got {thread_pools!r}")
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    import tensorflow as tf
+    from tensorflow.python.eager import context  # whether the runtime has started: no public call says
+
     applied: dict = {}
+    started = context.context()._context_handle is not None
+    if allocator == "bfc":
+        applied["cpu_allocator"] = "unchanged (TensorFlow already initialised)" if started else use_bfc_allocator()
     if malloc:
         applied["malloc_thresholds"] = fix_malloc_thresholds()
     if thread_pools == "per_stream":

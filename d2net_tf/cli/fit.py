@@ -29,7 +29,7 @@ def main(argv):
     del argv
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
-    applied = configure_cpu_runtime(FLAGS.cpu_thread_pools)  # before TensorFlow's first op
+    applied = configure_cpu_runtime(FLAGS.cpu_thread_pools, allocator=FLAGS.cpu_allocator)  # before TF's first op
     print_precision_notice()
     from d2net_tf.data.loading import split_train_test
     from d2net_tf.evaluation import format_results_table
@@ -41,6 +41,7 @@ def main(argv):
     run = run_config_from_flags(FLAGS.model_dir)
     threads = (f"{applied['inter_op_threads']} x {applied['intra_op_threads']} threads" if "inter_op_threads" in applied
                else "TensorFlow's thread pools")
+    threads += f", CPU allocator: {applied.get('cpu_allocator', 'tensorflow')}"
     print(f"training {cfg.loss.variant} ({FLAGS.preset} preset) on {dataset.name}: {len(train_set)} training "
           f"videos, {len(test_set)} evaluation videos, D={cfg.model.feature_dim}, {cfg.train.num_steps} steps, "
           f"{threads}")
