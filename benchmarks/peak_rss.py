@@ -6,7 +6,8 @@ T_i = round(duration_i x the I3D snippet rate) snippets (1.30 M snippets, 10.6 G
 D=2048), random features; `--scale s` keeps the first round(s x 7202) videos (same length
 distribution, s x the size on disk; say so when s < 1). Written once as per-video .npy files,
 then converted to indexed TFRecord shards (`python -m trainers.convert_tfrecord` does the same).
-Each layout trains in its own subprocess (preset official, ActivityNet1.2 settings, packed,
+Each layout trains in its own subprocess with d2net-fit's CPU runtime (`--cpu_allocators`: the BFC
+pool, d2net-fit's default, and / or TensorFlow's allocator) (preset official, ActivityNet1.2 settings, packed,
 float32; `--steps` steps of the in-memory pipeline `pipeline.training_dataset`, batch i a
 function of (seed, i)) and reports its peak resident set size (getrusage ru_maxrss) and the
 loss of every step:
@@ -31,6 +32,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+
+from d2net_tf.cpu_runtime import BFC_ENV
 
 LAYOUTS = {"memory": "per_video", "per_video_mmap": "per_video_mmap", "tfrecord": "tfrecord"}
 GOAL_MIB = 4096
@@ -72,8 +75,12 @@ def generate(root: str, scale: float, feature_dim: int = 2048, seed: int = 0) ->
     return info
 
 
-def worker(root: str, layout: str, steps: int) -> dict:
-    """One layout: load, train `steps` steps, report ru_maxrss and the per-step losses."""
+def worker(root: str, layout: str, steps: int, allocator: str = "bfc") -> dict:
+    """One layout: load, train `steps` steps, report ru_maxrss and the per-step losses. The CPU
+    runtime is d2net-fit's (`configure_cpu_runtime`), with TensorFlow's CPU `allocator`."""
+    from d2net_tf.cpu_runtime import configure_cpu_runtime
+
+    configure_cpu_runtime(allocator=allocator)  # before TensorFlow's first op
     import keras
     import tensorflow as tf
 
@@ -106,7 +113,7 @@ def worker(root: str, layout: str, steps: int) -> dict:
     t1 = time.time()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[Record()])
     del tf
-    return {"layout": layout, "train_videos": len(train_set), "load_s": load_s, "train_s": time.time() - t1,
+    return {"layout": layout, "allocator": allocator, "train_videos": len(train_set), "load_s": load_s, "train_s": time.time() - t1,
             "rss_after_load_mib": rss_loaded, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "losses": losses, "batch_size": cfg.train.batch_size}
 
@@ -117,10 +124,13 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--root", default="/tmp/d2net-peak-rss")
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--cpu_allocators", default="bfc",
+                        help="TensorFlow CPU allocators to train with, comma-separated: bfc (d2net-fit's default), "
+                        "tensorflow (d2net-fit --cpu_allocator)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.root, args.worker, args.steps)), flush=True)
+        print("RESULT " + json.dumps(worker(args.root, args.worker, args.steps, args.cpu_allocators)), flush=True)
         return
     from benchmarks.common import markdown_table
 
@@ -131,14 +141,18 @@ def main():
     if args.scale < 1:
         print(f"SCALED DOWN: {args.scale} x the full ~10 GB ActivityNet1.2-shaped set")
     rows = []
-    for layout in args.layouts.split(","):
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.peak_rss", "--worker", layout, "--root", args.root,
-                               "--steps", str(args.steps)], capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            rows.append({"layout": layout, "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:120]})
-            continue
-        rows.append(json.loads(lines[-1][len("RESULT "):]))
+    env = {k: v for k, v in os.environ.items() if k != BFC_ENV}  # each worker chooses its allocator
+    for allocator in args.cpu_allocators.split(","):
+        for layout in args.layouts.split(","):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.peak_rss", "--worker", layout, "--root",
+                                   args.root, "--steps", str(args.steps), "--cpu_allocators", allocator],
+                                  capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                rows.append({"layout": layout, "allocator": allocator,
+                             "error": (proc.stderr.strip().splitlines() or ["?"])[-1][:120]})
+                continue
+            rows.append(json.loads(lines[-1][len("RESULT "):]))
     ref = next((r for r in rows if r.get("layout") == "memory" and "losses" in r), None)
     for r in rows:
         if "losses" in r and ref is not None:
@@ -146,7 +160,7 @@ def main():
         if "peak_rss_mib" in r:
             r["goal"] = "n/a" if r["layout"] == "memory" else ("met" if r["peak_rss_mib"] < GOAL_MIB else "MISSED")
         r["steps"] = len(r.get("losses", []))
-    print(markdown_table(rows, ["layout", "train_videos", "steps", "batch_size", "load_s", "train_s",
+    print(markdown_table(rows, ["layout", "allocator", "train_videos", "steps", "batch_size", "load_s", "train_s",
                                 "rss_after_load_mib", "peak_rss_mib", "max_abs_loss_diff", "goal", "error"]))
 
 

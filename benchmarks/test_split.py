@@ -130,6 +130,9 @@ def main():
     parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
                         help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
                         "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
+    parser.add_argument("--cpu_allocator", default="tensorflow", choices=["bfc", "tensorflow"],
+                        help="TensorFlow's CPU allocator: its default (what d2net-evaluate and d2net-localize run "
+                        "with) or d2net-fit's BFC pool (d2net_tf.cpu_runtime)")
     parser.add_argument("--max_snippets", type=int, default=50000, help="longest packed sequence (predict_videos)")
     parser.add_argument("--model_dir", help="a trained model directory (with --data_dir) instead of random weights")
     parser.add_argument("--data_dir", help="the data MODEL_DIR was trained on; its evaluation split is timed")
@@ -142,9 +145,9 @@ def main():
                      f"got {args.conv_algorithm!r}")
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
-    applied = configure_cpu_runtime(args.cpu_thread_pools)  # before TensorFlow's first op
+    applied = configure_cpu_runtime(args.cpu_thread_pools, allocator=args.cpu_allocator)  # before TF's first op
     print(machine_header())
-    print(f"thread pools: {args.cpu_thread_pools} {json.dumps(applied, sort_keys=True)}")
+    print(f"thread pools: {args.cpu_thread_pools}, allocator: {args.cpu_allocator} {json.dumps(applied, sort_keys=True)}")
     if args.model_dir:
         test, cfg, loc, weights = trained_test_split(args.model_dir, args.data_dir)
         print(f"model: {args.model_dir} (best checkpoint), {len(test)} videos of {args.data_dir}")

@@ -2,23 +2,24 @@
 allocator thresholds.
 
 `configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_allocator`, default
-`bfc`, and `--cpu_thread_pools`, default `per_stream`; BUILD.md, "Thread pools"). Call it before
-TensorFlow's first op in any other process that trains. It does up to three things:
+`bfc`, and `--cpu_thread_pools`, default `per_stream`; BUILD.md, "Thread pools, CPU allocator and
+kernel time"). Call it before TensorFlow's first op in any other process that trains. It does up to
+three things:
 
-0. The CPU allocator, `allocator="bfc"` (the default): TensorFlow's best-fit-with-coalescing
+1. The CPU allocator, `allocator="bfc"` (the default): TensorFlow's best-fit-with-coalescing
    pool (`TF_CPU_ALLOCATOR_USE_BFC=true`, read once, when TensorFlow makes its CPU allocator
    at its first op), instead of its default allocator, which takes every tensor from malloc and
    gives it back. A training step allocates and frees many activation-sized buffers (15 MB each
    at D=512, B=20, T=750); glibc serves them from fresh mmap-ed pages in TensorFlow's worker
    threads, and the kernel zero-fills each page on its first touch: 40% of the training
    process's CPU time was kernel time on a 2-core AMD EPYC (AVX2) with a Linux 6.18 guest,
-   1.6x the step time (benchmarks/RESULTS.md, "Kernel time"). The pool keeps the buffers, so
+   242k page faults and 1.8x the time per step (benchmarks/RESULTS.md, "Kernel time and the
+   CPU allocator"). The pool keeps the buffers, so
    the pages are faulted once. It grows as needed (TensorFlow's default limit 64 GB,
    `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and does not give memory back to the system before the process
    ends. A `TF_CPU_ALLOCATOR_USE_BFC` already in the environment is the user's choice and is
    left as it is. `allocator="tensorflow"` leaves TensorFlow's default.
-
-1. Thread pools, `thread_pools="per_stream"` (the default): 2 inter-op threads and
+2. Thread pools, `thread_pools="per_stream"` (the default): 2 inter-op threads and
    max(1, cores // 2) intra-op threads. D2-Net's RGB and flow streams are two independent
    chains of ops, so the step has two ops ready at a time for most of its length; this runs
    them side by side, each on its half of the cores, where TensorFlow's default (inter = intra
@@ -28,7 +29,8 @@ TensorFlow's first op in any other process that trains. It does up to three thin
    kernel time) is 20% slower. Measured on 2 cores only: on more cores the split is the same
    rule, unmeasured. `thread_pools="tensorflow"` leaves TensorFlow's defaults. Only possible
    before TensorFlow initialises its runtime (its first op); later it is skipped and reported.
-2. glibc malloc, `malloc=True` (off by default: it changed nothing measurable here): fixes
+3. glibc malloc, `malloc=True` (off by default: it changed nothing measurable on the CPUs where
+   kernel time was low, and did not stop the per-step mmap calls where it was high): fixes
    the mmap threshold and the trim threshold (`mallopt(M_MMAP_THRESHOLD)`,
    `mallopt(M_TRIM_THRESHOLD)`, at 1 GiB / 2 GiB). TensorFlow's CPU allocator is plain
    `posix_memalign`; with glibc's dynamic thresholds a step's large buffers can be mmap-ed and

@@ -35,6 +35,7 @@ def assert_same_checkpoint(a, b):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.slow  # two d2net-fit subprocesses
 def test_two_deterministic_runs_are_bit_identical(tmp_path):
     data = tmp_path / "data"
     fit(data, tmp_path / "a", "--seed=3", "--deterministic")
@@ -46,6 +47,7 @@ def test_two_deterministic_runs_are_bit_identical(tmp_path):
     assert_same_checkpoint(a, b)
 
 
+@pytest.mark.slow  # three d2net-fit subprocesses
 def test_the_seed_alone_fixes_a_cpu_run(tmp_path):
     """Without --deterministic the seed still fixes the initial weights and the dropout RNG
     (d2net_tf.training.seed_initialisation): before, two such runs started from different weights."""

@@ -75,6 +75,7 @@ def test_make_strategy_names():
             make_strategy("multi_worker")
 
 
+@pytest.mark.slow  # ~65 s: a 2-replica subprocess, one step and three model.fit steps per layout
 def test_mirrored_equals_single_device():
     proc = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True, text=True,
                           timeout=300, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

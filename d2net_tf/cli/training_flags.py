@@ -80,12 +80,12 @@ def define_training_flags() -> None:
                          "padding; needs --rezero_padding; default: from --preset).")
     flags.DEFINE_enum("cpu_thread_pools", "per_stream", ["per_stream", "tensorflow"], "TensorFlow's CPU thread "
                       "pools: per_stream = 2 inter-op threads x cores/2 intra-op threads (the two streams side by "
-                      "side: faster training steps, BUILD.md 'Thread pools'), tensorflow = TensorFlow's "
-                      "defaults (d2net_tf.cpu_runtime).")
+                      "side: faster training steps), tensorflow = TensorFlow's defaults (d2net_tf.cpu_runtime; "
+                      "BUILD.md 'Thread pools, CPU allocator and kernel time').")
     flags.DEFINE_enum("cpu_allocator", "bfc", ["bfc", "tensorflow"], "TensorFlow's CPU allocator: bfc = its "
-                      "best-fit-with-coalescing pool (TF_CPU_ALLOCATOR_USE_BFC=true: no per-step mmap / page "
-                      "faults of activation buffers, BUILD.md 'Thread pools and kernel time'), tensorflow = its "
-                      "default malloc-based allocator. An explicit TF_CPU_ALLOCATOR_USE_BFC wins (d2net_tf.cpu_runtime).")
+                      "best-fit-with-coalescing pool (TF_CPU_ALLOCATOR_USE_BFC=true: no per-step mmap and page "
+                      "faults of activation buffers), tensorflow = its default malloc-based allocator. An explicit "
+                      "TF_CPU_ALLOCATOR_USE_BFC wins (d2net_tf.cpu_runtime; BUILD.md, same section).")
     flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
     flags.DEFINE_boolean("deterministic", False, "Also enable TF op determinism. --seed alone "
                          "already fixes initial weights, dropout, batches and pairing, and two runs on one CPU "
