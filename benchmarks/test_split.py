@@ -130,9 +130,9 @@ def main():
     parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
                         help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
                         "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
-    parser.add_argument("--cpu_allocator", default="tensorflow", choices=["bfc", "tensorflow"],
-                        help="TensorFlow's CPU allocator: its default (what d2net-evaluate and d2net-localize run "
-                        "with) or d2net-fit's BFC pool (d2net_tf.cpu_runtime)")
+    parser.add_argument("--cpu_allocator", default="bfc", choices=["bfc", "tensorflow"],
+                        help="TensorFlow's CPU allocator: the BFC pool (what d2net-evaluate and d2net-localize run "
+                        "with, --cpu_allocator) or TensorFlow's default (d2net_tf.cpu_runtime)")
     parser.add_argument("--max_snippets", type=int, default=50000, help="longest packed sequence (predict_videos)")
     parser.add_argument("--model_dir", help="a trained model directory (with --data_dir) instead of random weights")
     parser.add_argument("--data_dir", help="the data MODEL_DIR was trained on; its evaluation split is timed")

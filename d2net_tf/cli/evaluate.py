@@ -19,7 +19,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from d2net_tf.cli import run_cli, run_command
-from d2net_tf.cli.compute_flags import print_precision_notice
+from d2net_tf.cli.compute_flags import start_runtime
 from d2net_tf.cli.data_flags import define_data_flags
 from d2net_tf.cli.inference_flags import define_inference_flags
 from d2net_tf.cli.training_flags import define_preset_flag, define_wtalc_flags, wtalc_options_from_flags
@@ -91,7 +91,7 @@ def main(argv):
     if FLAGS.model_dir:
         if not FLAGS.data_dir:
             raise D2NetInputError("--model_dir needs --data_dir (the data to evaluate on)")
-        print_precision_notice()
+        start_runtime()  # before TensorFlow's first op
         result = evaluate_model_dir()
     elif FLAGS.ground_truth and FLAGS.predictions:
         result = evaluate_predictions_file(

@@ -18,7 +18,7 @@ from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
-from d2net_tf.cli.compute_flags import define_precision_flag, print_precision_notice
+from d2net_tf.cli.compute_flags import define_cpu_allocator_flag, define_precision_flag, start_runtime
 from d2net_tf.errors import D2NetInputError
 
 flags.DEFINE_string("videos", None, "A video file or a folder of videos (video id = file name without extension).")
@@ -28,6 +28,7 @@ flags.DEFINE_enum("on_error", "stop", ["stop", "skip"], "A video that cannot be 
                   "exit 2) or skip it with a warning (exit 2 at the end if any was skipped).")
 define_extraction_flags()
 define_precision_flag("I3D compute precision.")
+define_cpu_allocator_flag()
 flags.mark_flags_as_required(["videos", "out"])
 FLAGS = flags.FLAGS
 
@@ -39,7 +40,7 @@ def main(argv):
     from d2net_tf.features.video import list_videos
 
     videos = list_videos(FLAGS.videos)
-    print_precision_notice()
+    start_runtime()  # before TensorFlow's first op
     store = FeatureStore(FLAGS.out, FLAGS.subset)
     todo = [(vid, path) for vid, path in videos if not store.done(vid)]
     if len(todo) < len(videos):

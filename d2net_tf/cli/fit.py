@@ -15,7 +15,7 @@ import os
 from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
-from d2net_tf.cli.compute_flags import print_precision_notice
+from d2net_tf.cli.compute_flags import start_runtime
 from d2net_tf.cli.data_flags import dataset_from_flags
 from d2net_tf.cli.training_flags import config_from_flags, define_training_flags, run_config_from_flags
 
@@ -27,10 +27,7 @@ FLAGS = flags.FLAGS
 @run_cli
 def main(argv):
     del argv
-    from d2net_tf.cpu_runtime import configure_cpu_runtime
-
-    applied = configure_cpu_runtime(FLAGS.cpu_thread_pools, allocator=FLAGS.cpu_allocator)  # before TF's first op
-    print_precision_notice()
+    applied = start_runtime(FLAGS.cpu_thread_pools)  # before TensorFlow's first op
     from d2net_tf.data.loading import split_train_test
     from d2net_tf.evaluation import format_results_table
     from d2net_tf.training import train_and_evaluate

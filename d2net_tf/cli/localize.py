@@ -18,7 +18,7 @@ from __future__ import annotations
 from absl import flags
 
 from d2net_tf.cli import run_cli, run_command
-from d2net_tf.cli.compute_flags import print_precision_notice
+from d2net_tf.cli.compute_flags import start_runtime
 from d2net_tf.cli.extraction_flags import define_extraction_flags, extractor_from_flags
 from d2net_tf.cli.inference_flags import define_inference_flags
 from d2net_tf.errors import D2NetInputError
@@ -59,7 +59,7 @@ def main(argv):
 
     if bool(FLAGS.features) == bool(FLAGS.video):
         raise D2NetInputError("give --features or --video (one of them)")
-    print_precision_notice()
+    start_runtime()  # before TensorFlow's first op
     if FLAGS.video:
         detections, outputs, classlist, fps = localize_sources(
             FLAGS.model_dir, video_sources(FLAGS.video), FLAGS.fps, FLAGS.localization, FLAGS.checkpoint,

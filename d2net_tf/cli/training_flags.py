@@ -14,7 +14,7 @@ from absl import flags
 from d2net_tf import config as C
 from d2net_tf.config import SELECT_ON
 from d2net_tf.cli.data_flags import define_data_flags
-from d2net_tf.cli.compute_flags import define_conv_algorithm_flag, define_precision_flag
+from d2net_tf.cli.compute_flags import define_conv_algorithm_flag, define_cpu_allocator_flag, define_precision_flag
 
 FLAGS = flags.FLAGS
 _SKIP = {"feature_dim", "num_classes"}  # from the data
@@ -82,10 +82,7 @@ def define_training_flags() -> None:
                       "pools: per_stream = 2 inter-op threads x cores/2 intra-op threads (the two streams side by "
                       "side: faster training steps), tensorflow = TensorFlow's defaults (d2net_tf.cpu_runtime; "
                       "BUILD.md 'Thread pools, CPU allocator and kernel time').")
-    flags.DEFINE_enum("cpu_allocator", "bfc", ["bfc", "tensorflow"], "TensorFlow's CPU allocator: bfc = its "
-                      "best-fit-with-coalescing pool (TF_CPU_ALLOCATOR_USE_BFC=true: no per-step mmap and page "
-                      "faults of activation buffers), tensorflow = its default malloc-based allocator. An explicit "
-                      "TF_CPU_ALLOCATOR_USE_BFC wins (d2net_tf.cpu_runtime; BUILD.md, same section).")
+    define_cpu_allocator_flag()
     flags.DEFINE_integer("max_nonfinite_steps", 100, "Stop when more steps than this had non-finite loss/gradients.")
     flags.DEFINE_boolean("deterministic", False, "Also enable TF op determinism. --seed alone "
                          "already fixes initial weights, dropout, batches and pairing, and two runs on one CPU "
