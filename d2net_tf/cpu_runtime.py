@@ -1,10 +1,11 @@
-"""CPU runtime settings of a training job: TensorFlow's CPU allocator and thread pools, and glibc's
-allocator thresholds.
+"""CPU runtime settings of a job: TensorFlow's CPU allocator and thread pools, and glibc's allocator
+thresholds.
 
 `configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_allocator`, default
 `bfc`, and `--cpu_thread_pools`, default `per_stream`; BUILD.md, "Thread pools, CPU allocator and
-kernel time"). Call it before TensorFlow's first op in any other process that trains. It does up to
-three things:
+kernel time"; `d2net-evaluate`, `d2net-localize` and `d2net-extract-features` apply the allocator
+with TensorFlow's thread pools). Call it before TensorFlow's first op in any other process that
+trains. It does up to three things:
 
 1. The CPU allocator, `allocator="bfc"` (the default): TensorFlow's best-fit-with-coalescing
    pool (`TF_CPU_ALLOCATOR_USE_BFC=true`, read once, when TensorFlow makes its CPU allocator
@@ -14,8 +15,7 @@ three things:
    threads, and the kernel zero-fills each page on its first touch: 40% of the training
    process's CPU time was kernel time on a 2-core AMD EPYC (AVX2) with a Linux 6.18 guest,
    242k page faults and 1.8x the time per step (benchmarks/RESULTS.md, "Kernel time and the
-   CPU allocator"). The pool keeps the buffers, so
-   the pages are faulted once. It grows as needed (TensorFlow's default limit 64 GB,
+   CPU allocator"). The pool keeps the buffers, so the pages are faulted once. It grows as needed (TensorFlow's default limit 64 GB,
    `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and does not give memory back to the system before the process
    ends. A `TF_CPU_ALLOCATOR_USE_BFC` already in the environment is the user's choice and is
    left as it is. `allocator="tensorflow"` leaves TensorFlow's default.
