@@ -113,7 +113,8 @@ def worker(root: str, layout: str, steps: int, allocator: str = "bfc") -> dict:
     t1 = time.time()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[Record()])
     del tf
-    return {"layout": layout, "allocator": allocator, "train_videos": len(train_set), "load_s": load_s, "train_s": time.time() - t1,
+    return {"layout": layout, "allocator": allocator, "train_videos": len(train_set), "load_s": load_s,
+            "train_s": time.time() - t1,
             "rss_after_load_mib": rss_loaded, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "losses": losses, "batch_size": cfg.train.batch_size}
 

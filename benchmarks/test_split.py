@@ -151,7 +151,8 @@ def main():
 
     applied = configure_cpu_runtime(args.cpu_thread_pools, allocator=args.cpu_allocator)  # before TF's first op
     print(machine_header())
-    print(f"thread pools: {args.cpu_thread_pools}, allocator: {args.cpu_allocator} {json.dumps(applied, sort_keys=True)}")
+    print(f"thread pools: {args.cpu_thread_pools}, allocator: {args.cpu_allocator} "
+          f"{json.dumps(applied, sort_keys=True)}")
     if args.model_dir:
         test, cfg, loc, weights = trained_test_split(args.model_dir, args.data_dir)
         print(f"model: {args.model_dir} (best checkpoint), {len(test)} videos of {args.data_dir}")

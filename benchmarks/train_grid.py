@@ -365,7 +365,8 @@ def main():
 
     from d2net_tf.cpu_runtime import configure_cpu_runtime
 
-    applied = configure_cpu_runtime(args.cpu_thread_pools, allocator=args.cpu_allocator)  # as d2net-fit: before TF's first op
+    # as d2net-fit: before TensorFlow's first op
+    applied = configure_cpu_runtime(args.cpu_thread_pools, allocator=args.cpu_allocator)
     from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops
 
     print(machine_header())

@@ -15,10 +15,11 @@ trains. It does up to three things:
    threads, and the kernel zero-fills each page on its first touch: 40% of the training
    process's CPU time was kernel time on a 2-core AMD EPYC (AVX2) with a Linux 6.18 guest,
    242k page faults and 1.8x the time per step (benchmarks/RESULTS.md, "Kernel time and the
-   CPU allocator"). The pool keeps the buffers, so the pages are faulted once. It grows as needed (TensorFlow's default limit 64 GB,
-   `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and does not give memory back to the system before the process
-   ends. A `TF_CPU_ALLOCATOR_USE_BFC` already in the environment is the user's choice and is
-   left as it is. `allocator="tensorflow"` leaves TensorFlow's default.
+   CPU allocator"). The pool keeps the buffers, so the pages are faulted once. It grows as
+   needed (TensorFlow's default limit 64 GB, `TF_CPU_BFC_MEM_LIMIT_IN_MB`) and does not give
+   memory back to the system before the process ends. A `TF_CPU_ALLOCATOR_USE_BFC` already in
+   the environment is the user's choice and is left as it is. `allocator="tensorflow"` leaves
+   TensorFlow's default.
 2. Thread pools, `thread_pools="per_stream"` (the default): 2 inter-op threads and
    max(1, cores // 2) intra-op threads. D2-Net's RGB and flow streams are two independent
    chains of ops, so the step has two ops ready at a time for most of its length; this runs

@@ -404,8 +404,9 @@ class TemporalConvStream(keras.layers.Layer):
         h, offset = ops.where(valid[:, None], rows, ops.zeros((), dtype)), 0
         for conv in convs[:2]:
             offset += conv.reach
-            h = valid_embedding_layer(h, *conv.compute_weights(conv_algorithm), valid[offset : total - offset, None],
-                                      conv.dilation_rate, self.residual, conv_algorithm=conv_algorithm)
+            h = valid_embedding_layer(h, *conv.compute_weights(conv_algorithm),
+                                      valid[offset : total - offset, None], conv.dilation_rate, self.residual,
+                                      conv_algorithm=conv_algorithm)
         multiplier = None
         if dropout_multiplier is not None and training:
             multiplier = tf.pad(tf.reshape(dropout_multiplier, [length, -1]), [[margin, margin], [0, 0]])

@@ -135,7 +135,8 @@ def winograd_gradients(saved, upstream, extra=()):
     d_products = tf.reshape(tf.matmul(tf.constant(at.T, dtype), tf.reshape(dy, [m, -1])), [a, -1, filters])
     d_u = tf.matmul(d_products, w, transpose_b=True)  # [a, blocks * dilation, in]
     d_w = tf.matmul(u, d_products, transpose_a=True)  # [a, in, out]
-    d_kernel = tf.cast(tf.tensordot(tf.constant(g.T, tf.float32), tf.cast(d_w, tf.float32), 1), saved["kernel_dtype"])
+    d_kernel = tf.tensordot(tf.constant(g.T, tf.float32), tf.cast(d_w, tf.float32), 1)
+    d_kernel = tf.cast(d_kernel, saved["kernel_dtype"])
     d_tiles = tf.reshape(tf.matmul(tf.constant(bt.T, dtype), tf.reshape(d_u, [a, -1])),
                          [a, blocks, dilation, channels])
     # Tile input i of block b, phase s is row (b + i // m) * block + (i % m) * dilation + s: the
