@@ -35,6 +35,7 @@ from benchmarks.common import (
     time_calls,
 )
 from d2net_tf.config import CONV_ALGORITHMS, preset
+from d2net_tf.cpu_runtime import ALLOCATORS
 from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
@@ -134,7 +135,7 @@ def main():
     parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
                         help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
                         "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
-    parser.add_argument("--cpu_allocator", default="bfc", choices=["bfc", "tensorflow"],
+    parser.add_argument("--cpu_allocator", default="bfc", choices=list(ALLOCATORS),
                         help="TensorFlow's CPU allocator: the BFC pool (what d2net-evaluate and d2net-localize run "
                         "with, --cpu_allocator) or TensorFlow's default (d2net_tf.cpu_runtime)")
     parser.add_argument("--max_snippets", type=int, default=50000, help="longest packed sequence (predict_videos)")

@@ -92,7 +92,7 @@ def per_stream_thread_pools(cores: int | None = None) -> tuple[int, int]:
 
 
 def use_bfc_allocator() -> str:
-    """Asks TensorFlow for its BFC CPU allocator (module docstring, 0.) unless the environment
+    """Asks TensorFlow for its BFC CPU allocator (module docstring, 1.) unless the environment
     already says which; returns what holds: "bfc", or the environment's "TF_CPU_ALLOCATOR_USE_BFC=..."."""
     if BFC_ENV in os.environ:
         return f"{BFC_ENV}={os.environ[BFC_ENV]} (from the environment)"
