@@ -1,11 +1,10 @@
-"""CPU runtime settings of a job: TensorFlow's CPU allocator and thread pools, and glibc's allocator
-thresholds.
+"""CPU runtime settings of a job: TensorFlow's CPU allocator and thread pools.
 
 `configure_cpu_runtime()` is what `d2net-fit` applies first thing (its `--cpu_allocator`, default
 `bfc`, and `--cpu_thread_pools`, default `per_stream`; BUILD.md, "Thread pools, CPU allocator and
 kernel time"; `d2net-evaluate`, `d2net-localize` and `d2net-extract-features` apply the allocator
 with TensorFlow's thread pools). Call it before TensorFlow's first op in any other process that
-trains. It does up to three things:
+trains. It does up to two things:
 
 1. The CPU allocator, `allocator="bfc"` (the default): TensorFlow's best-fit-with-coalescing
    pool (`TF_CPU_ALLOCATOR_USE_BFC=true`, read once, when TensorFlow makes its CPU allocator
@@ -30,16 +29,8 @@ trains. It does up to three things:
    kernel time) is 20% slower. Measured on 2 cores only: on more cores the split is the same
    rule, unmeasured. `thread_pools="tensorflow"` leaves TensorFlow's defaults. Only possible
    before TensorFlow initialises its runtime (its first op); later it is skipped and reported.
-3. glibc malloc, `malloc=True` (off by default: it changed nothing measurable on the CPUs where
-   kernel time was low, and did not stop the per-step mmap calls where it was high): fixes
-   the mmap threshold and the trim threshold (`mallopt(M_MMAP_THRESHOLD)`,
-   `mallopt(M_TRIM_THRESHOLD)`, at 1 GiB / 2 GiB). TensorFlow's CPU allocator is plain
-   `posix_memalign`; with glibc's dynamic thresholds a step's large buffers can be mmap-ed and
-   munmap-ed at every step, every fresh page zero-filled by the kernel on first touch (kernel
-   time). With fixed thresholds the freed buffers stay in malloc's heap. Equivalent to the
-   environment variables MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, which only act when
-   set before the process starts; mallopt acts at any time. No-op (and reported as such) where
-   the C library has no mallopt (not glibc).
+glibc's own knobs (`MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_`, or `mallopt` at run time) did not
+stop the per-step mmap calls of 1. (benchmarks/RESULTS.md); an option that set them was removed.
 
 Returns what was applied, so the job can log it.
 
@@ -50,14 +41,8 @@ float32 around float32 kernels, so bfloat16 computes no faster than float32 and 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 
-M_TRIM_THRESHOLD = -1  # glibc malloc.h
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1 << 30
-TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 THREAD_POOLS = ("per_stream", "tensorflow")
 ALLOCATORS = ("bfc", "tensorflow")
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # read by TensorFlow when it makes its CPU allocator
@@ -67,21 +52,6 @@ BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"  # read by TensorFlow when it makes its CPU
 MATRIX_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
 BFLOAT16_MATMUL_FLAGS = ("amx_bf16", "avx512_bf16")  # bfloat16 products in hardware
 STREAMS = 2  # D2Net's RGB and flow streams: the step's independent chains of ops
-
-
-def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
-    """glibc: fixed mmap / trim thresholds (see the module docstring). True when applied."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
 
 
 def per_stream_thread_pools(cores: int | None = None) -> tuple[int, int]:
@@ -112,10 +82,10 @@ def bfc_allocator_active() -> bool:
     return True
 
 
-def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False, allocator: str = "bfc") -> dict:
+def configure_cpu_runtime(thread_pools: str = "per_stream", allocator: str = "bfc") -> dict:
     """Applies a training job's CPU settings (see the module docstring); returns what was applied:
     {"cpu_allocator": `use_bfc_allocator`'s answer, "inter_op_threads", "intra_op_threads": n or
-    the reason it was not, "malloc_thresholds": bool}. The allocator and the thread pools take
+    the reason it was not}. The allocator and the thread pools take
     effect only before TensorFlow's first op."""
     if thread_pools not in THREAD_POOLS:
         raise ValueError(f"thread_pools must be one of {THREAD_POOLS}, got {thread_pools!r}")
@@ -128,8 +98,6 @@ def configure_cpu_runtime(thread_pools: str = "per_stream", malloc: bool = False
     started = context.context()._context_handle is not None
     if allocator == "bfc":
         applied["cpu_allocator"] = "unchanged (TensorFlow already initialised)" if started else use_bfc_allocator()
-    if malloc:
-        applied["malloc_thresholds"] = fix_malloc_thresholds()
     if thread_pools == "per_stream":
         inter, intra = per_stream_thread_pools()
         try:
