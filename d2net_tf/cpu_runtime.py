@@ -85,8 +85,8 @@ def bfc_allocator_active() -> bool:
 def configure_cpu_runtime(thread_pools: str = "per_stream", allocator: str = "bfc") -> dict:
     """Applies a training job's CPU settings (see the module docstring); returns what was applied:
     {"cpu_allocator": `use_bfc_allocator`'s answer, "inter_op_threads", "intra_op_threads": n or
-    the reason it was not}. The allocator and the thread pools take
-    effect only before TensorFlow's first op."""
+    the reason it was not}. The allocator and the thread pools take effect only before TensorFlow's
+    first op."""
     if thread_pools not in THREAD_POOLS:
         raise ValueError(f"thread_pools must be one of {THREAD_POOLS}, got {thread_pools!r}")
     if allocator not in ALLOCATORS:
