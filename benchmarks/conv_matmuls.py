@@ -64,7 +64,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops
+    from benchmarks.common import machine_header, markdown_table, matmul_peak_gflops, time_calls
 
     print(machine_header())
     print(f"CPU runtime: {applied}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
@@ -97,25 +97,18 @@ def main():
                     def both(calls=calls):
                         list(pool.map(lambda f: f(), calls))
 
-                    both()
-                    np_times[kind] = float(np.median([_timed(both) for _ in range(max(3, args.repeats // 3))]))
+                    np_times[kind] = time_calls(both, max(3, args.repeats // 3), warmup=1)["median_s"]
             for kind in fns:
                 med = float(np.median(times[kind]))
                 per_core = STREAMS * flops / med / 1e9 / cores
+                numpy_per_core = STREAMS * flops / np_times[kind] / 1e9 / cores
                 table.append({"C": c, "rows": rows, "matmul": kind, "median_ms": 1000 * med,
                               "gflops_per_core": per_core, "peak_frac": per_core / peak,
-                              "numpy_gflops_per_core": STREAMS * flops / np_times[kind] / 1e9 / cores,
-                              "numpy_peak_frac": STREAMS * flops / np_times[kind] / 1e9 / cores / peak})
+                              "numpy_gflops_per_core": numpy_per_core, "numpy_peak_frac": numpy_per_core / peak})
             print(markdown_table(table[-len(fns):], list(table[0])), flush=True)
     print(f"\nmatmul peak of this run: {peak:.0f} GFLOP/s per core ({cores} cores); {STREAMS} streams side by side, "
           f"{args.repeats} alternating calls per kind")
     print(markdown_table(table, list(table[0])))
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":
