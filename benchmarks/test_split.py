@@ -35,7 +35,7 @@ from benchmarks.common import (
     time_calls,
 )
 from d2net_tf.config import CONV_ALGORITHMS, preset
-from d2net_tf.cpu_runtime import ALLOCATORS
+from d2net_tf.cpu_runtime import ALLOCATORS, THREAD_POOLS
 from d2net_tf.data.benchmarks import I3D_SNIPPETS_PER_SECOND
 from d2net_tf.data.loading import load_dataset, split_train_test
 from d2net_tf.data.wtalc import load_wtalc_annotations, vendored_annotation_dir
@@ -132,7 +132,7 @@ def main():
                         help="both: float32, then mixed_bfloat16 inference of the same weights, and the mAP change")
     parser.add_argument("--conv_algorithm", default="direct",
                         help=f"comma-separated, of {CONV_ALGORITHMS}: each runs in every precision, same weights")
-    parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=["per_stream", "tensorflow"],
+    parser.add_argument("--cpu_thread_pools", default="tensorflow", choices=list(THREAD_POOLS),
                         help="TensorFlow's thread pools: its defaults (what d2net-evaluate and d2net-localize run "
                         "with) or d2net-fit's per_stream (d2net_tf.cpu_runtime)")
     parser.add_argument("--cpu_allocator", default="bfc", choices=list(ALLOCATORS),

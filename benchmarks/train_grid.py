@@ -52,7 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from d2net_tf.cpu_runtime import ALLOCATORS, BFC_ENV
+from d2net_tf.cpu_runtime import ALLOCATORS, BFC_ENV, THREAD_POOLS
 from d2net_tf.precision import PRECISIONS
 
 NUM_CLASSES = 20
@@ -340,7 +340,7 @@ def main():
     parser.add_argument("--dims", default="512,1024,2048")
     parser.add_argument("--batches", default="10,20")
     parser.add_argument("--threads", type=int, default=2, help="the reference's torch threads")
-    parser.add_argument("--cpu_thread_pools", default="per_stream", choices=["per_stream", "tensorflow"],
+    parser.add_argument("--cpu_thread_pools", default="per_stream", choices=list(THREAD_POOLS),
                         help="our side's TensorFlow thread pools (d2net-fit --cpu_thread_pools)")
     parser.add_argument("--cpu_allocator", default="bfc", choices=list(ALLOCATORS),
                         help="our side's TensorFlow CPU allocator (d2net-fit --cpu_allocator)")

@@ -15,6 +15,7 @@ from d2net_tf import config as C
 from d2net_tf.config import SELECT_ON
 from d2net_tf.cli.data_flags import define_data_flags
 from d2net_tf.cli.compute_flags import define_conv_algorithm_flag, define_cpu_allocator_flag, define_precision_flag
+from d2net_tf.cpu_runtime import THREAD_POOLS
 
 FLAGS = flags.FLAGS
 _SKIP = {"feature_dim", "num_classes"}  # from the data
@@ -78,7 +79,7 @@ def define_training_flags() -> None:
                       "losses are computed on the global batch (BUILD.md, section Scaling).")
     flags.DEFINE_boolean("packed", None, "Pack the videos of a batch into one sequence (no convolution on "
                          "padding; needs --rezero_padding; default: from --preset).")
-    flags.DEFINE_enum("cpu_thread_pools", "per_stream", ["per_stream", "tensorflow"], "TensorFlow's CPU thread "
+    flags.DEFINE_enum("cpu_thread_pools", "per_stream", list(THREAD_POOLS), "TensorFlow's CPU thread "
                       "pools: per_stream = 2 inter-op threads x cores/2 intra-op threads (the two streams side by "
                       "side: faster training steps), tensorflow = TensorFlow's defaults (d2net_tf.cpu_runtime; "
                       "BUILD.md 'Thread pools, CPU allocator and kernel time').")
